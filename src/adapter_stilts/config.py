@@ -1,0 +1,248 @@
+"""Experiment schema: plain YAML files validated into dataclasses, with `--set key.path=value`.
+
+Every field has a type and a default; an unknown key, a value of the wrong type or an unknown
+name fails here, before any compute, with the dotted path of the culprit (and the nearest valid
+key when it looks like a typo).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+
+
+class ConfigError(ValueError):
+    """A bad experiment file or override; the message names the field or file at fault."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "me5-small"  # me5-small | a Hugging Face id | a local folder
+    dropout: float = 0.1  # hidden and attention dropout of the encoder
+    max_length: int = 128  # tokens per sequence (pairs are truncated longest-first)
+
+
+@dataclass
+class DataConfig:
+    source: str = "auto"  # auto (local folder when present, else hub) | local | hub
+    local_dir: str = "../shared/data"  # relative paths are relative to the repository root
+
+
+@dataclass
+class AdapterConfig:
+    config: str = "seq_bn"  # any adapters-library config string, e.g. seq_bn, pfeiffer, lora
+    reduction_factor: int = 16
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = 32  # global batch (all ranks, after accumulation)
+    micro_batch_size: int = 0  # per rank and step; 0 = batch_size / world size
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    epochs: int = 1
+    bf16: bool = True  # bf16 autocast of the forward pass (master weights stay fp32)
+    group_by_length: bool = True
+    log_every: int = 10
+    eval_every: int = 0  # steps between English-dev evaluations; 0 = once per epoch
+    deepspeed: str = "zero2"  # a file in ds_configs/ (name or path)
+
+
+@dataclass
+class TaskSettings:
+    """Per-task sizes, languages and optimisation overrides (0 / empty = task default)."""
+
+    train_size: int = 0  # 0 = the whole split
+    dev_size: int = 0
+    test_size: int = 0
+    languages: list[str] = field(default_factory=list)  # target languages; empty = all offline
+    epochs: int = 0
+    lr: float = 0.0
+
+
+@dataclass
+class IntermediateConfig:
+    tasks: dict[str, TaskSettings] = field(default_factory=dict)
+
+
+@dataclass
+class TargetConfig:
+    tasks: dict[str, TaskSettings] = field(default_factory=dict)
+
+
+@dataclass
+class RetrievalConfig:
+    pooling: str = "mean"  # mean | cls
+    layer: int = -1  # hidden_states index (0 = embeddings); -1 = the paper's relative depth 14/24
+    batch_size: int = 128
+
+
+@dataclass
+class TrackingConfig:
+    experiment: str = ""  # MLflow experiment name; empty = the experiment's name
+    output_dir: str = "outputs"
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "unnamed"
+    seed: int = 42
+    mode: str = "adapters"  # adapters (frozen encoder) | full (full fine-tuning, classic STILTs)
+    baseline: bool = True  # also run every target task without the intermediate phase
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    intermediate: IntermediateConfig = field(default_factory=IntermediateConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    source_file: str = ""  # set by the loader; not a user field
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source_file")
+        return d
+
+
+CHOICES = {
+    "mode": ("adapters", "full"),
+    "data.source": ("auto", "local", "hub"),
+    "retrieval.pooling": ("mean", "cls"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path or 'experiment'}: expected a mapping, got {value!r}")
+        return _build(tp, value, path)
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if value is None:
+            return {}
+        if isinstance(value, list):  # `tasks: [xnli, udpos]` is shorthand for default settings
+            value = {k: {} for k in value}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping or a list of names, got {value!r}")
+        return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported annotation at {path}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source_file"]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown key '{path}'{hint}")
+        kwargs[key] = _coerce(value, hints[key], path)
+        allowed = CHOICES.get(path)
+        if allowed and kwargs[key] not in allowed:
+            raise ConfigError(f"{path}: '{kwargs[key]}' is not one of {', '.join(allowed)}")
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_override(raw: dict, keys: list[str], value: Any) -> None:
+    node = raw
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if isinstance(nxt, list):  # a task list given as names: expand so a sub-field can be set
+            nxt = {name: {} for name in nxt}
+        if not isinstance(nxt, dict):
+            nxt = {}
+        node[k] = nxt
+        node = nxt
+    node[keys[-1]] = value
+
+
+def resolve_experiment_path(exp: str) -> Path:
+    p = Path(exp)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"experiment file {p} does not exist")
+        return p
+    path = EXPERIMENTS_DIR / f"{exp}.yaml"
+    if not path.is_file():
+        known = sorted(q.stem for q in EXPERIMENTS_DIR.glob("*.yaml"))
+        near = difflib.get_close_matches(exp, known, n=1)
+        hint = f" Did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(f"unknown experiment '{exp}': no file {path}.{hint} Known: {', '.join(known)}")
+    return path
+
+
+def load_experiment(exp: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load `experiments/<exp>.yaml` (or a path), apply `key.path=value` overrides, validate types."""
+    path = resolve_experiment_path(exp)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    for text in overrides or []:
+        apply_override(raw, *parse_override(text))
+    try:
+        cfg = _build(ExperimentConfig, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    cfg.source_file = str(path)
+    return cfg
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested dict to dotted keys (the MLflow params of a run)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out

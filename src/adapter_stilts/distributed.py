@@ -1,0 +1,104 @@
+"""One place for process-group set-up and the few collectives the pipeline needs.
+
+`deepspeed run.py`, `torchrun` and plain `python run.py` all end up here; the last gets
+single-process defaults so DeepSpeed does not go looking for MPI."""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import torch
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_environment() -> None:
+    """Environment that must be set before deepspeed is imported."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    if "RANK" not in os.environ:  # plain `python run.py`
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def init() -> tuple[int, int]:
+    """Initialise the process group (gloo on CPU) and split the CPU threads between local ranks."""
+    prepare_environment()
+    import deepspeed
+    import torch.distributed as dist
+
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    if not dist.is_initialized():
+        deepspeed.init_distributed(dist_backend=None if torch.cuda.is_available() else "gloo",
+                                   verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def mean_across_ranks(value: float) -> float:
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item() / dist.get_world_size())
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def shutdown() -> None:
+    """Destroy the process group so two-rank runs exit cleanly (no teardown abort)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,118 @@
+"""Resolve a model name (me5-small, a local folder, or a Hugging Face id) and build an
+adapter-capable model with flexible heads. Also the save/load of what a phase trains."""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class ModelError(ValueError):
+    pass
+
+
+class _SpuriousRegexWarning(logging.Filter):
+    # transformers 4.57 warns about a Mistral regex on any sentencepiece tokenizer.json with a
+    # Metaspace pre-tokenizer; ours is XLM-R's and correct (see STACK.md).
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "incorrect regex pattern" not in record.getMessage()
+
+
+def _silence_tokenizer_warning() -> None:
+    for name in ("transformers.tokenization_utils_base", "transformers.tokenization_utils_fast"):
+        logging.getLogger(name).addFilter(_SpuriousRegexWarning())
+
+
+def check_model_name(name: str) -> None:
+    """Fail early on a name that cannot be a model (called before any compute)."""
+    from .me5_small import ME5_NAME
+
+    if name == ME5_NAME or Path(name).is_dir():
+        return
+    if name.startswith((".", "/", "~")):
+        raise ModelError(f"model.name: local folder '{name}' does not exist")
+    if not HUB_ID.match(name):
+        raise ModelError(f"model.name: '{name}' is neither '{ME5_NAME}', an existing folder, nor a Hub id (org/name)")
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ModelError(f"model.name: '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
+                             f"use '{ME5_NAME}' or a local folder")
+
+
+def resolve_model(name: str) -> str:
+    """Return what `from_pretrained` should load: a folder, or the Hub id itself."""
+    from .me5_small import ME5_NAME, ensure_me5_small
+
+    check_model_name(name)
+    if name == ME5_NAME:
+        return str(ensure_me5_small())
+    return name
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    _silence_tokenizer_warning()
+    return AutoTokenizer.from_pretrained(path)
+
+
+def build_model(path: str, dropout: float):
+    """An AutoAdapterModel (encoder + flexible heads) with the given dropout everywhere."""
+    from adapters import AutoAdapterModel
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if hasattr(config, attr):
+            setattr(config, attr, dropout)
+    model = AutoAdapterModel.from_pretrained(path, config=config)
+    return model
+
+
+def adapter_config(cfg) -> "object":
+    from adapters import AdapterConfig
+
+    return AdapterConfig.load(cfg.config, reduction_factor=cfg.reduction_factor)
+
+
+def set_full_finetuning(model) -> None:
+    for p in model.parameters():
+        p.requires_grad = True
+
+
+def count_parameters(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def embed_sentences(model, tokenizer, sentences: list[str], layer: int, pooling: str, batch_size: int,
+                    max_length: int, bf16: bool, progress: bool = False) -> torch.Tensor:
+    """L2-normalised pooled hidden states of one layer (hidden_states[0] = embedding output)."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out = torch.empty(len(sentences), model.config.hidden_size)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in tqdm(range(0, len(order), batch_size), disable=not progress, leave=False, desc="embed"):
+            idx = order[start: start + batch_size]
+            enc = tokenizer([sentences[i] for i in idx], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
+            hidden = model.base_model(**enc, output_hidden_states=True).hidden_states[layer].float()
+            if pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1)
+    return out

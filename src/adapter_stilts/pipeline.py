@@ -1,0 +1,207 @@
+"""The STILTs recipe, top to bottom: (1) a pretrained multilingual encoder, (2) English
+intermediate-task training, (3) per target task: English training stacked on the intermediate
+result, then zero-shot scoring in every other language. Retrieval tasks are scored straight
+after phase 2. With `baseline: true` the same targets also run without phase 2."""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import distributed as dist
+from .config import ExperimentConfig, ConfigError, flatten
+from .evaluation.zero_shot import macro_average, retrieval_eval, retrieval_layer, zero_shot_eval
+from .models.loading import check_model_name, count_parameters, load_tokenizer, resolve_model
+from .models.setup import PhaseArtifact, encoder_model, trainable_model, trained_model
+from .summary import Results
+from .tasks.data import TaskData, load_task_data, resolve_source
+from .tasks.families import family_of
+from .tasks.registry import Task, get_task
+from .tracking import RunHandle, Tracker
+from .training.engine import batch_layout, load_ds_config
+from .training.loop import Trainer
+
+log = logging.getLogger(__name__)
+NO_INTERMEDIATE = "none"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Checks that need no data and no compute: names of tasks, roles, DeepSpeed config, model."""
+    if not cfg.target.tasks:
+        raise ConfigError("target.tasks: at least one target task is required")
+    if len(cfg.intermediate.tasks) > 1:
+        raise ConfigError("intermediate.tasks: multi-task intermediate training is not implemented yet; "
+                          "give one task")
+    for section in ("intermediate", "target"):
+        for name in getattr(cfg, section).tasks:
+            try:
+                task = get_task(name)
+            except KeyError as e:
+                raise ConfigError(f"{section}.tasks.{name}: {e}") from None
+            if section == "intermediate" and not task.trains:
+                raise ConfigError(f"intermediate.tasks.{name}: a {task.family} task has no training data")
+    load_ds_config(cfg.training.deepspeed)
+    batch_layout(cfg.training, dist.world_size())
+    check_model_name(cfg.model.name)
+
+
+class StiltsRecipe:
+    def __init__(self, cfg: ExperimentConfig):
+        self.cfg = cfg
+        self.results = Results()
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        validate(cfg)
+        self.ds_config = load_ds_config(cfg.training.deepspeed)
+        self.source = resolve_source(cfg.data)
+        log.info("Data source: %s", self.source.describe())
+        self.data: dict[str, TaskData] = {}
+        for section in ("intermediate", "target"):
+            for name, settings in getattr(cfg, section).tasks.items():
+                self.data[name] = load_task_data(get_task(name), settings, self.source, cfg.seed, section)
+        self.base = resolve_model(cfg.model.name)
+        self.tokenizer = load_tokenizer(self.base)
+        self.features = {name: self._featurize(d) for name, d in self.data.items()}
+        self.tracker = Tracker(cfg.tracking.experiment or cfg.name)
+        self.parent = self.tracker.start(cfg.name, tags={"experiment": cfg.name, "mode": cfg.mode,
+                                                         "seed": cfg.seed, "model": cfg.model.name,
+                                                         "data_source": self.source.kind})
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.out = Path(cfg.tracking.output_dir) / cfg.name / dist.broadcast_object(
+            f"{stamp}-{(self.parent.run_id or '')[:8]}")
+        if dist.is_main():
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            self.parent.log_params(flatten(cfg.to_dict()))
+            self.parent.log_artifacts(self.out / "config.yaml")
+        dist.barrier()
+        log.info("Outputs in %s", self.out)
+
+    def _featurize(self, data: TaskData) -> dict:
+        if not data.task.trains:
+            return {}
+        fam, n = family_of(data.task), self.cfg.model.max_length
+        return {
+            "train": fam.featurize(data.task, data.train, self.tokenizer, n),
+            "dev": fam.featurize(data.task, data.dev, self.tokenizer, n),
+            "test": {lang: fam.featurize(data.task, ex, self.tokenizer, n) for lang, ex in data.test.items()},
+        }
+
+    # ------------------------------------------------------------------ the recipe
+    def run(self) -> Results:
+        cfg = self.cfg
+        setups = list(cfg.intermediate.tasks)
+        if cfg.baseline or not setups:
+            setups.append(NO_INTERMEDIATE)
+        t0 = time.time()
+        for setup in setups:
+            inter = None if setup == NO_INTERMEDIATE else self.train_intermediate(get_task(setup))
+            for name in cfg.target.tasks:
+                task = get_task(name)
+                if task.trains:
+                    self.train_target(task, setup, inter)
+                else:
+                    self.score_retrieval(task, setup, inter)
+        self.parent.log_metrics({"wall_time_s": time.time() - t0})
+        self.results.log_to(self.parent, self.out / "summary", NO_INTERMEDIATE)
+        return self.results
+
+    def train_intermediate(self, task: Task) -> PhaseArtifact:
+        """Phase 2: an English intermediate task, as an adapter on the frozen encoder (or full)."""
+        run = self.tracker.start(f"intermediate/{task.name}", self.parent,
+                                 tags=self._tags(task.name, "intermediate", task.name))
+        seed_everything(self.cfg.seed)
+        model = trainable_model(self.base, self.cfg.mode, task, self.cfg)
+        outcome = self._fit(model, task, self.cfg.intermediate.tasks[task.name], run,
+                            self.out / "intermediate" / task.name)
+        run.log_artifacts(outcome.artifact.path, "model")
+        run.end()
+        return outcome.artifact
+
+    def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
+        """Phase 3: English training on top of the intermediate result, then zero-shot tests."""
+        run = self.tracker.start(f"target/{task.name}/{setup}", self.parent, tags=self._tags(setup, "target", task.name))
+        seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
+        model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
+        out = self.out / "target" / setup / task.name
+        outcome = self._fit(model, task, self.cfg.target.tasks[task.name], run, out)
+        del model
+        best = trained_model(self.base, self.cfg.mode, outcome.artifact, inter)
+        feats, data = self.features[task.name]["test"], self.data[task.name].test
+        mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
+        per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
+                                               self.cfg.training.bf16, out / "predictions"))
+        self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
+        run.log_artifacts(outcome.artifact.path, "model")
+        run.log_artifacts(out / "predictions", "predictions")
+        run.end()
+
+    def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
+        """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
+        rcfg = self.cfg.retrieval
+        run = self.tracker.start(f"target/{task.name}/{setup}", self.parent, tags=self._tags(setup, "target", task.name))
+        model = encoder_model(self.base, self.cfg.mode, inter)
+        layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
+        run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
+        out = self.out / "target" / setup / task.name
+        tests = self.data[task.name].test
+        mine = {lang: tests[lang] for lang in self._my_languages(tests)}
+        per_lang = self._gather(retrieval_eval(model, self.tokenizer, task, mine, layer, rcfg.pooling, rcfg.batch_size,
+                                               self.cfg.model.max_length, self.cfg.training.bf16, out / "predictions"))
+        self._record(run, task, setup, per_lang)
+        run.log_artifacts(out / "predictions", "predictions")
+        run.end()
+
+    # ------------------------------------------------------------------ helpers
+    def _fit(self, model, task: Task, settings, run: RunHandle, out: Path):
+        trainable, total = count_parameters(model)
+        run.log_params({"trainable_parameters": trainable, "total_parameters": total,
+                        "train_examples": len(self.data[task.name].train),
+                        "dev_examples": len(self.data[task.name].dev),
+                        **{f"task.{k}": v for k, v in flatten(vars(settings)).items()}})
+        log.info("%s: training %s of %s parameters on %d examples", task.name, f"{trainable:,}", f"{total:,}",
+                 len(self.data[task.name].train))
+        feats = self.features[task.name]
+        trainer = Trainer(model, task, feats["train"], feats["dev"], self.data[task.name].dev, self.cfg, settings,
+                          self.ds_config, out, run, self.tokenizer.pad_token_id)
+        return trainer.fit()
+
+    def _my_languages(self, tests: dict) -> list[str]:
+        # Test languages are shared out between ranks; results are gathered on every rank.
+        return sorted(tests)[dist.rank():: dist.world_size()]
+
+    def _gather(self, per_lang: dict) -> dict:
+        merged: dict = {}
+        for part in dist.gather_objects(per_lang):
+            merged.update(part)
+        return dict(sorted(merged.items()))
+
+    def _record(self, run: RunHandle, task: Task, setup: str, per_lang: dict, english_dev: float | None = None):
+        metrics = {f"test/{lang}/{m}": v for lang, scores in per_lang.items() for m, v in scores.items()}
+        metrics.update({f"test/avg/{m}": v for m, v in macro_average(per_lang).items()})
+        run.log_metrics(metrics)
+        self.results.add(task.name, setup, per_lang, english_dev)
+        avg = macro_average(per_lang)
+        log.info("%s [%s]: zero-shot average %s", task.name, setup,
+                 ", ".join(f"{k} {v:.4f}" for k, v in avg.items()))
+
+    def _tags(self, setup: str, phase: str, task: str) -> dict:
+        return {"experiment": self.cfg.name, "mode": self.cfg.mode, "intermediate": setup, "phase": phase,
+                "task": task, "seed": self.cfg.seed}
+
+    def cleanup(self, status: str = "FINISHED") -> None:
+        if hasattr(self, "parent"):
+            self.parent.end(status)

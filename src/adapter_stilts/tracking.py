@@ -1,0 +1,106 @@
+"""MLflow tracking, rank 0 only: one parent run per invocation, nested runs per phase and task.
+
+Default store: SQLite at mlruns/mlflow.db with artifacts in mlruns/artifacts (MLflow's embedded
+default, kept together); any store through MLFLOW_TRACKING_URI."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import distributed as dist
+
+log = logging.getLogger(__name__)
+DEFAULT_DIR = "mlruns"
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    Path(DEFAULT_DIR).mkdir(exist_ok=True)
+    return f"sqlite:///{Path(DEFAULT_DIR).resolve() / 'mlflow.db'}"
+
+
+def _param_value(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+class RunHandle:
+    """One MLflow run. Every method is a no-op on ranks other than 0."""
+
+    def __init__(self, client=None, run_id: str | None = None):
+        self.client, self.run_id = client, run_id
+
+    @property
+    def active(self) -> bool:
+        return self.client is not None
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, _param_value(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, params=items[i: i + 100])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.active:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def log_artifacts(self, local: Path, artifact_path: str | None = None) -> None:
+        if self.active and Path(local).exists():
+            if Path(local).is_dir():
+                self.client.log_artifacts(self.run_id, str(local), artifact_path)
+            else:
+                self.client.log_artifact(self.run_id, str(local), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.active:
+            self.client.set_terminated(self.run_id, status)
+
+
+class Tracker:
+    """Creates the parent run and its nested children."""
+
+    def __init__(self, experiment: str):
+        self.client = None
+        self.experiment_id = None
+        if not dist.is_main():
+            return
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri()
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = None
+            if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
+                location = (Path(DEFAULT_DIR) / "artifacts").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+        log.info("MLflow: %s (experiment '%s')", uri, experiment)
+
+    def start(self, name: str, parent: RunHandle | None = None, tags: dict[str, Any] | None = None) -> RunHandle:
+        if self.client is None:
+            return RunHandle()
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent is not None and parent.run_id:
+            all_tags["mlflow.parentRunId"] = parent.run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        return RunHandle(self.client, run.info.run_id)

@@ -1,0 +1,123 @@
+"""The training loop of one phase on one task, on a DeepSpeed engine.
+
+Speed by design: dynamic padding of length-grouped batches, no gradients for frozen parameters
+(only trainable ones reach the optimizer), optional bf16 autocast. Model selection on the English
+dev set only (selecting on other languages would break zero-shot)."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import distributed as dist
+from ..config import ConfigError, ExperimentConfig, TaskSettings
+from ..evaluation.predict import predict_logits
+from ..models.setup import PhaseArtifact, save_phase
+from ..tasks.families import family_of
+from ..tasks.registry import Task
+from ..tracking import RunHandle
+from .batching import collate, global_batches, micro_batches
+from .engine import batch_layout, build_engine, zero_stage
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainOutcome:
+    artifact: PhaseArtifact
+    best_dev: float
+    best_step: int
+    steps: int
+    wall_s: float
+    examples_per_s: float
+    losses: list[float] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model, task: Task, train: list[dict], dev: list[dict], dev_examples: list[dict],
+                 cfg: ExperimentConfig, settings: TaskSettings, ds_config: dict, out: Path, run: RunHandle,
+                 pad_id: int):
+        self.model, self.task, self.train, self.dev, self.dev_examples = model, task, train, dev, dev_examples
+        self.cfg, self.tcfg, self.settings, self.ds_config = cfg, cfg.training, settings, ds_config
+        self.out, self.run, self.pad_id = out, run, pad_id
+        self.family = family_of(task)
+
+    def fit(self) -> TrainOutcome:
+        tcfg, rank, world = self.tcfg, dist.rank(), dist.world_size()
+        micro, accumulation = batch_layout(tcfg, world)
+        epochs = self.settings.epochs or tcfg.epochs
+        lr = self.settings.lr or tcfg.lr
+        steps_per_epoch = len(self.train) // tcfg.batch_size
+        if steps_per_epoch == 0:
+            raise ConfigError(f"{self.task.name}: {len(self.train)} training examples is less than one "
+                              f"batch (training.batch_size={tcfg.batch_size})")
+        total = steps_per_epoch * epochs
+        engine, _ = build_engine(self.model, self.ds_config, tcfg, lr, total, world)
+        self.engine, self.zero3 = engine, zero_stage(self.ds_config) == 3
+        lengths = [len(f["input_ids"]) for f in self.train]
+        best, best_step, step, losses, window = -math.inf, 0, 0, [], []
+        train_s, seen, real_tokens = 0.0, 0, 0
+        eval_every = tcfg.eval_every
+        bar = tqdm(total=total, desc=f"train {self.task.name}", disable=not dist.is_main(), dynamic_ncols=True)
+        engine.train()
+        for epoch in range(epochs):
+            for batch_ids in global_batches(lengths, tcfg.batch_size, self.cfg.seed + epoch, tcfg.group_by_length):
+                t0 = time.perf_counter()
+                step_loss = 0.0
+                for ids in micro_batches(batch_ids, rank, world, accumulation):
+                    batch = collate([self.train[i] for i in ids], self.pad_id)
+                    real_tokens += int(batch["attention_mask"].sum())
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
+                        loss = engine(**batch).loss
+                    engine.backward(loss)
+                    engine.step()
+                    step_loss += loss.item() / accumulation
+                train_s += time.perf_counter() - t0
+                seen += len(batch_ids)
+                step += 1
+                loss_all = dist.mean_across_ranks(step_loss)
+                if not math.isfinite(loss_all):
+                    raise TrainingError(f"{self.task.name}: loss is {loss_all} at step {step}; stopping this phase")
+                losses.append(loss_all)
+                window.append(loss_all)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_all:.4f}")
+                if step % tcfg.log_every == 0 or step == total:
+                    self.run.log_metrics({"train/loss": sum(window) / len(window),
+                                          "train/lr": engine.get_lr()[0]}, step)
+                    window = []
+                if (eval_every and step % eval_every == 0) or (not eval_every and step % steps_per_epoch == 0) \
+                        or step == total:
+                    score = self._evaluate_dev(step)
+                    if score > best:
+                        best, best_step = score, step
+                        self.artifact = save_phase(engine.module, self.out, self.cfg.mode, self.task.name, self.zero3)
+        bar.close()
+        tokens_all = dist.mean_across_ranks(real_tokens) * world
+        outcome = TrainOutcome(self.artifact, best, best_step, step, train_s, seen / max(train_s, 1e-9), losses)
+        self.run.log_metrics({"train/examples_per_s": outcome.examples_per_s,
+                              "train/tokens_per_s": tokens_all / max(train_s, 1e-9),
+                              f"dev/best_{self.task.metric}": best, "dev/best_step": best_step}, step)
+        return outcome
+
+    def _evaluate_dev(self, step: int) -> float:
+        # Every rank scores the whole dev set: under ZeRO-3 the forward gathers parameters
+        # collectively, so all ranks must run the same forwards in lockstep.
+        module = self.engine.module
+        logits = predict_logits(module, self.dev, self.pad_id, max(self.tcfg.batch_size, 64), self.tcfg.bf16)
+        preds = self.family.decode(self.task, logits, self.dev)
+        scores = self.family.score(self.task, preds, self.dev_examples)
+        self.run.log_metrics({f"dev/{k}": v for k, v in scores.items()}, step)
+        module.train()
+        score = next(iter(scores.values()))
+        log.info("%s step %d: English dev %s = %.4f", self.task.name, step, next(iter(scores)), score)
+        return score
