@@ -158,6 +158,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(f"{path}: expected true or false, got {value!r}")
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads `3e-4` (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if tp is str and isinstance(value, str):
@@ -173,7 +178,7 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            hint = f"; did you mean '{prefix + '.' if prefix else ''}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown key '{path}'{hint}")
         kwargs[key] = _coerce(value, hints[key], path)
         allowed = CHOICES.get(path)

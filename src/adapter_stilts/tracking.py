@@ -89,8 +89,8 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = None
-            if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
-                location = (Path(DEFAULT_DIR) / "artifacts").resolve().as_uri()
+            if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
+                location = (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = exp.experiment_id

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import torch
 
+from ..config import ConfigError
+
 log = logging.getLogger(__name__)
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-class ModelError(ValueError):
-    pass
+class ModelError(ConfigError):
+    """A model name that cannot be resolved."""
 
 
 class _SpuriousRegexWarning(logging.Filter):

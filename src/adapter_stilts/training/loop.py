@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +68,8 @@ class Trainer:
         best, best_step, step, losses, window = -math.inf, 0, 0, [], []
         train_s, seen, real_tokens = 0.0, 0, 0
         eval_every = tcfg.eval_every
-        bar = tqdm(total=total, desc=f"train {self.task.name}", disable=not dist.is_main(), dynamic_ncols=True)
+        bar = tqdm(total=total, desc=f"train {self.task.name}", disable=not dist.is_main(), dynamic_ncols=True,
+                   mininterval=1 if sys.stderr.isatty() else 30)
         engine.train()
         for epoch in range(epochs):
             for batch_ids in global_batches(lengths, tcfg.batch_size, self.cfg.seed + epoch, tcfg.group_by_length):

@@ -1,0 +1,83 @@
+"""Phase models under DeepSpeed: what is frozen, and that ZeRO-3-saved results are complete."""
+import os
+
+import pytest
+import torch
+
+from adapter_stilts.config import load_experiment
+from adapter_stilts.models.setup import INTERMEDIATE, save_phase, trainable_model, trained_model
+from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.training.batching import collate
+from adapter_stilts.training.engine import build_engine, load_ds_config
+
+
+@pytest.fixture(scope="module")
+def process_group():
+    from adapter_stilts import distributed as dist
+
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(k, None)
+    dist.init()
+    yield
+    dist.shutdown()
+
+
+def _cfg(mode="adapters"):
+    return load_experiment("demo", [f"mode={mode}", "model.dropout=0.0", "training.batch_size=4",
+                                    "training.bf16=false", "adapter.reduction_factor=4"])
+
+
+def _batch(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    feats = [{"input_ids": [0] + torch.randint(5, 1000, (int(l),), generator=g).tolist() + [2], "labels": i % 3}
+             for i, l in enumerate(torch.randint(3, 12, (n,), generator=g))]
+    return collate(feats, pad_id=1)
+
+
+def _train(model, stage: int, steps=3):
+    cfg = _cfg()
+    engine, _ = build_engine(model, load_ds_config(f"zero{stage}"), cfg.training, 1e-2, steps, 1)
+    for s in range(steps):
+        loss = engine(**_batch(seed=s)).loss
+        engine.backward(loss)
+        engine.step()
+    return engine
+
+
+@pytest.mark.parametrize("mode", ["adapters", "full"])
+def test_zero3_saved_result_reloads_to_identical_outputs(tiny_model_dir, tmp_path, process_group, mode):
+    task = get_task("xnli")
+    torch.manual_seed(0)
+    engine = _train(trainable_model(str(tiny_model_dir), mode, task, _cfg(mode)), stage=3)
+    batch = _batch(seed=99)
+    batch.pop("labels")
+    # saved right after training, while ZeRO-3 holds the trained parameters partitioned
+    assert any(p.numel() == 0 for p in engine.module.parameters() if p.requires_grad)
+    artifact = save_phase(engine.module, tmp_path / "xnli", mode, "xnli", zero3=True)
+    engine.module.eval()
+    with torch.no_grad():
+        expected = engine.module(**batch).logits
+    reloaded = trained_model(str(tiny_model_dir), mode, artifact, None)
+    with torch.no_grad():
+        got = reloaded(**batch).logits
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    untrained = trained_model(str(tiny_model_dir), mode, artifact, None)
+    assert all(p.numel() > 0 for p in untrained.parameters())
+
+
+def test_intermediate_adapter_stays_frozen_under_the_stack(tiny_model_dir, tmp_path, process_group):
+    cfg = _cfg()
+    torch.manual_seed(0)
+    engine = _train(trainable_model(str(tiny_model_dir), "adapters", get_task("anli"), cfg), stage=0, steps=1)
+    inter = save_phase(engine.module, tmp_path / "anli", "adapters", "anli", zero3=False)
+    model = trainable_model(str(tiny_model_dir), "adapters", get_task("xnli"), cfg, inter)
+    assert str(model.active_adapters) == f"Stack[{INTERMEDIATE}, xnli]"
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".xnli." in n or n.startswith("heads.xnli") for n in trainable), trainable
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if f".{INTERMEDIATE}." in n}
+    target_before = {n: p.detach().clone() for n, p in model.named_parameters() if n in trainable}
+    assert before
+    engine = _train(model, stage=2, steps=2)
+    after = dict(engine.module.named_parameters())
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert any(not torch.equal(target_before[n], after[n].detach()) for n in trainable)

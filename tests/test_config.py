@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from adapter_stilts.config import EXPERIMENTS_DIR, ConfigError, ExperimentConfig, flatten, load_experiment
+from adapter_stilts.pipeline import validate
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_file_loads_and_validates(path: Path):
+    cfg = load_experiment(path.stem)
+    assert isinstance(cfg, ExperimentConfig) and cfg.name == path.stem
+    validate(cfg)
+
+
+def test_override_nested_fields_and_task_settings():
+    cfg = load_experiment("demo", ["training.lr=3e-4", "target.tasks.xnli.languages=[de,fr]", "mode=full",
+                                   "target.tasks.xnli.train_size=64"])
+    assert cfg.training.lr == 3e-4 and cfg.mode == "full"
+    assert cfg.target.tasks["xnli"].languages == ["de", "fr"]
+    assert cfg.target.tasks["xnli"].train_size == 64
+    assert cfg.target.tasks["udpos"].train_size == 1500  # untouched siblings survive
+
+
+def test_flatten_gives_dotted_params():
+    flat = flatten(load_experiment("demo").to_dict())
+    assert flat["training.deepspeed"] == "zero2"
+    assert flat["target.tasks.xnli.train_size"] == 3000
+
+
+def _write(tmp_path, text: str) -> str:
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\ntrainig: {lr: 1}\n", "unknown key 'trainig'; did you mean 'training'?"),
+    ("name: x\ntraining: {lrr: 0.1}\n", "unknown key 'training.lrr'; did you mean 'training.lr'"),
+    ("name: x\ntraining: {batch_size: many}\n", "training.batch_size: expected int, got str 'many'"),
+    ("name: x\ntraining: {bf16: 1}\n", "training.bf16: expected true or false"),
+    ("name: x\nmode: partial\n", "mode: 'partial' is not one of adapters, full"),
+    ("name: x\ntarget: {tasks: {xnli: {languages: 3}}}\n", "target.tasks.xnli.languages: expected a list"),
+    ("- just\n- a list\n", "the top level must be a mapping"),
+    ("name: [unclosed\n", "not valid YAML"),
+])
+def test_bad_files_name_the_field(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_experiment(_write(tmp_path, text))
+    assert message in str(e.value)
+    assert "bad.yaml" in str(e.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    (["target.tasks.xnlii.train_size=5"], "target.tasks.xnlii: unknown task 'xnlii'. Did you mean 'xnli'?"),
+    (["intermediate.tasks=[tatoeba]"], "intermediate.tasks.tatoeba: a retrieval task has no training data"),
+    (["training.deepspeed=zero9"], "training.deepspeed: no DeepSpeed config 'zero9'"),
+    (["model.name=not a model!"], "model.name: 'not a model!' is neither"),
+    (["model.name=./no/such/folder"], "model.name: local folder './no/such/folder' does not exist"),
+    (["model.name=FacebookAI/xlm-roberta-base"], "not in the local Hugging Face cache and HF_HUB_OFFLINE=1"),
+    (["training.batch_size=30", "training.micro_batch_size=8"], "not a multiple of micro_batch_size=8"),
+    (["target.tasks={}"], "target.tasks: at least one target task is required"),
+])
+def test_validation_fails_before_compute(override, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = load_experiment("demo", override)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert message in str(e.value)
+
+
+def test_zero_stage_out_of_range(tmp_path):
+    ds = tmp_path / "zero7.json"
+    ds.write_text('{"zero_optimization": {"stage": 7}}')
+    cfg = load_experiment("demo", [f"training.deepspeed={ds}"])
+    with pytest.raises(ConfigError, match="stage must be 0, 1, 2 or 3, got 7"):
+        validate(cfg)
+
+
+def test_unknown_experiment_name_suggests():
+    with pytest.raises(ConfigError, match="Did you mean 'demo'"):
+        load_experiment("dmeo")

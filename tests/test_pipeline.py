@@ -1,0 +1,127 @@
+"""The whole recipe through `run.py`, on a tiny random encoder and real data subsets, checked in
+the MLflow store it writes; plus launch modes and early failures."""
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_cli
+
+
+def _client(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _runs(tmp_path):
+    c = _client(tmp_path)
+    exps = c.search_experiments()
+    return c, [r for e in exps for r in c.search_runs([e.experiment_id])]
+
+
+def _check(proc):
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path):
+    _check(run_cli(["--exp", str(write_experiment())], tmp_path))
+    client, runs = _runs(tmp_path)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {"intermediate/anli", "target/xnli/anli", "target/udpos/anli", "target/tatoeba/anli",
+                             "target/xnli/none", "target/udpos/none", "target/tatoeba/none"}
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert parent.data.params["training.lr"] == "0.001" and parent.data.params["mode"] == "adapters"
+    assert "xnli/anli/gain" in parent.data.metrics and "tatoeba/none/avg" in parent.data.metrics
+
+    xnli = children["target/xnli/anli"]
+    assert xnli.data.tags["intermediate"] == "anli" and xnli.data.tags["task"] == "xnli"
+    assert {"test/de/accuracy", "test/sw/accuracy", "test/avg/accuracy", "dev/accuracy"} <= set(xnli.data.metrics)
+    losses = client.get_metric_history(xnli.info.run_id, "train/loss")
+    assert [m.step for m in losses] == [1, 2, 3, 4]  # 32 examples / batch 8, logged every step
+
+    art = Path(client.download_artifacts(xnli.info.run_id, "", str(tmp_path / "dl")))
+    preds = (art / "predictions" / "xnli" / "test-de.tsv").read_text().splitlines()
+    assert len(preds) == 12 and set(preds) <= {"entailment", "neutral", "contradiction"}
+    assert (art / "model" / "adapter" / "pytorch_adapter.bin").is_file()
+    tagging = Path(client.download_artifacts(children["target/udpos/anli"].info.run_id, "predictions",
+                                             str(tmp_path / "dl2")))
+    assert len((tagging / "udpos" / "test-fr.tsv").read_text().splitlines()) == 6
+
+    # the logged adapter (with its head) loads with the adapters library
+    from adapters import AutoAdapterModel
+
+    model = AutoAdapterModel.from_pretrained(yaml.safe_load(
+        (Path(client.download_artifacts(parent.info.run_id, "config.yaml", str(tmp_path / "dl3")))).read_text()
+    )["model"]["name"])
+    name = model.load_adapter(str(art / "model" / "adapter"))
+    assert name == "xnli" and "xnli" in model.heads
+
+    summary = Path(client.download_artifacts(parent.info.run_id, "summary", str(tmp_path / "dl4")))
+    assert {"results.csv", "summary.md", "zero_shot_by_language.png"} <= {p.name for p in summary.iterdir()}
+
+
+def test_full_finetuning_runs_through_the_same_pipeline(write_experiment, tmp_path):
+    exp = write_experiment({"mode": "full", "baseline": False, "training": {"lr": 1e-4},
+                            "target": {"tasks": {"udpos": None, "tatoeba": None}}})
+    raw = yaml.safe_load(exp.read_text())
+    raw["target"]["tasks"] = {k: v for k, v in raw["target"]["tasks"].items() if v}
+    exp.write_text(yaml.safe_dump(raw))
+    _check(run_cli(["--exp", str(exp)], tmp_path))
+    client, runs = _runs(tmp_path)
+    names = {r.info.run_name for r in runs}
+    assert names == {"tiny", "intermediate/anli", "target/xnli/anli"}
+    inter = next(r for r in runs if r.info.run_name == "intermediate/anli")
+    assert int(inter.data.params["trainable_parameters"]) == int(inter.data.params["total_parameters"])
+    art = Path(client.download_artifacts(inter.info.run_id, "model", str(tmp_path / "dl")))
+    assert (art / "encoder" / "model.safetensors").is_file() and (art / "head").is_dir()
+
+
+def test_bad_experiment_fails_before_anything_runs(write_experiment, tmp_path):
+    exp = write_experiment({"training": {"epohcs": 2}})
+    proc = run_cli(["--exp", str(exp)], tmp_path)
+    assert proc.returncode == 2
+    assert "unknown key 'training.epohcs'; did you mean 'training.epochs'?" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_missing_data_file_fails_before_training(write_experiment, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(Path(yaml.safe_load(write_experiment().read_text())["data"]["local_dir"]) / "xnli", data / "xnli")
+    proc = run_cli(["--exp", str(write_experiment({"data": {"local_dir": str(data)}}))], tmp_path)
+    assert proc.returncode == 2
+    assert "missing data file" in proc.stderr and "anli" in proc.stderr
+    assert "train anli" not in proc.stderr
+
+
+def _losses(tmp_path, run_name):
+    client, runs = _runs(tmp_path)
+    run = next(r for r in runs if r.info.run_name == run_name)
+    return [m.value for m in sorted(client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step)]
+
+
+def test_two_ranks_give_the_loss_of_one_rank(write_experiment, tmp_path):
+    """Same global batch: 1 rank x 8 vs 2 gloo ranks x 4 (ZeRO-2) must give the same loss curve."""
+    exp = write_experiment({"baseline": False, "training": {"deepspeed": "zero2", "batch_size": 8},
+                            "intermediate": {"tasks": {"anli": {"train_size": 48}}},
+                            "target": {"tasks": {"xnli": {"train_size": 32}}}})
+    raw = yaml.safe_load(exp.read_text())
+    raw["target"]["tasks"] = {"xnli": raw["target"]["tasks"]["xnli"]}
+    exp.write_text(yaml.safe_dump(raw))
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    _check(run_cli(["--exp", str(exp)], one))
+    deepspeed = str(Path(sys.executable).parent / "deepspeed")
+    proc = run_cli(["--exp", str(exp)], two, launcher=[deepspeed, "--num_gpus", "2", "--master_port", "29533"],
+                   env={"OMP_NUM_THREADS": "1"})
+    _check(proc)
+    assert "terminate called" not in proc.stderr
+    for name in ("intermediate/anli", "target/xnli/anli"):
+        a, b = _losses(one, name), _losses(two, name)
+        assert len(a) == len(b) > 0
+        assert a == pytest.approx(b, abs=2e-4), (name, a, b)
