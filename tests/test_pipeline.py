@@ -121,6 +121,8 @@ def test_two_ranks_give_the_loss_of_one_rank(write_experiment, tmp_path):
                    env={"OMP_NUM_THREADS": "1"})
     _check(proc)
     assert "terminate called" not in proc.stderr
+    world = {d: next(r for r in _runs(d)[1] if r.info.run_name == "tiny").data.params["world_size"] for d in (one, two)}
+    assert world == {one: "1", two: "2"}
     for name in ("intermediate/anli", "target/xnli/anli"):
         a, b = _losses(one, name), _losses(two, name)
         assert len(a) == len(b) > 0

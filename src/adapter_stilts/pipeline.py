@@ -85,7 +85,8 @@ class StiltsRecipe:
         if dist.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            self.parent.log_params(flatten(cfg.to_dict()))
+            self.parent.log_params({**flatten(cfg.to_dict()), "world_size": dist.world_size(),
+                                    "data_source": self.source.describe(), "model_path": self.base})
             self.parent.log_artifacts(self.out / "config.yaml")
         dist.barrier()
         log.info("Outputs in %s", self.out)

@@ -81,6 +81,35 @@ def mnli_hub(split: str, lang: str) -> list[dict]:
             for r in hub_split("nyu-mll/glue", "mnli", hub)]
 
 
+# ---------------------------------------------------------------- SNLI and ANLI+ (intermediate)
+def snli_local(root: Path, split: str, lang: str) -> list[dict]:
+    # Offline SNLI = the e-SNLI copies of dev and test (line-aligned s1 / s2 / labels files).
+    out = []
+    for part in ("dev", "test"):
+        folder = root / "snli"
+        s1, s2, labels = (read_lines(folder / f"{n}.{part}") for n in ("s1", "s2", "labels"))
+        if not len(s1) == len(s2) == len(labels):
+            raise DataError(f"{folder}/s1.{part}, s2.{part}, labels.{part}: line counts differ")
+        out += [{"text_a": a, "text_b": b, "label": _check_label(lab, NLI_LABELS, f"{folder}/labels.{part}:{i + 1}")}
+                for i, (a, b, lab) in enumerate(zip(s1, s2, labels))]
+    return _holdout(out, split)
+
+
+def snli_hub(split: str, lang: str) -> list[dict]:
+    hub = {"train": "train", "dev": "validation", "test": "test"}[split]
+    return [{"text_a": r["premise"], "text_b": r["hypothesis"], "label": NLI_LABELS[r["label"]]}
+            for r in hub_split("stanfordnlp/snli", None, hub) if r["label"] >= 0]
+
+
+def anli_plus_local(root: Path, split: str, lang: str) -> list[dict]:
+    """The paper's ANLI+: ANLI R1-R3 + MNLI + SNLI."""
+    return anli_local(root, split, lang) + mnli_local(root, split, lang) + snli_local(root, split, lang)
+
+
+def anli_plus_hub(split: str, lang: str) -> list[dict]:
+    return anli_hub(split, lang) + mnli_hub(split, lang) + snli_hub(split, lang)
+
+
 # ---------------------------------------------------------------- XNLI (target)
 XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 
@@ -194,6 +223,12 @@ def _english_only(root: Path) -> tuple[str, ...]:
 register(Task("anli", "classification", "intermediate", "accuracy",
               "ANLI R1-R3 (adversarial NLI, 3-way); offline: the R1-R3 dev sets split 90/10",
               anli_local, anli_hub, _english_only, ("en",), NLI_LABELS))
+register(Task("snli", "classification", "intermediate", "accuracy",
+              "SNLI (3-way); offline: the dev and test sets split 90/10",
+              snli_local, snli_hub, _english_only, ("en",), NLI_LABELS))
+register(Task("anli_plus", "classification", "intermediate", "accuracy",
+              "ANLI+ of the paper: ANLI R1-R3 + MNLI + SNLI; offline: their dev/test sets split 90/10",
+              anli_plus_local, anli_plus_hub, _english_only, ("en",), NLI_LABELS))
 register(Task("mnli", "classification", "intermediate", "accuracy",
               "MultiNLI (3-way); offline: dev_matched split 90/10",
               mnli_local, mnli_hub, _english_only, ("en",), NLI_LABELS))

@@ -92,7 +92,7 @@ class Trainer:
                 losses.append(loss_all)
                 window.append(loss_all)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_all:.4f}")
+                bar.set_postfix(loss=f"{loss_all:.4f}", refresh=False)
                 if step % tcfg.log_every == 0 or step == total:
                     self.run.log_metrics({"train/loss": sum(window) / len(window),
                                           "train/lr": engine.get_lr()[0]}, step)
