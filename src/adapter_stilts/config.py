@@ -29,6 +29,7 @@ class ModelConfig:
     name: str = "me5-small"  # me5-small | a Hugging Face id | a local folder
     dropout: float = 0.1  # hidden and attention dropout of the encoder
     max_length: int = 128  # tokens per sequence (pairs are truncated longest-first)
+    classifier_pooling: str = "cls"  # sentence(-pair) heads read: cls (first token, XLM-R) | mean
 
 
 @dataclass
@@ -119,6 +120,7 @@ CHOICES = {
     "mode": ("adapters", "full"),
     "data.source": ("auto", "local", "hub"),
     "retrieval.pooling": ("mean", "cls"),
+    "model.classifier_pooling": ("cls", "mean"),
 }
 
 

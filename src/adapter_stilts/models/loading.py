@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError
+from .heads import register_heads
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def build_model(path: str, dropout: float):
         if hasattr(config, attr):
             setattr(config, attr, dropout)
     model = AutoAdapterModel.from_pretrained(path, config=config)
+    register_heads(model)
     return model
 
 

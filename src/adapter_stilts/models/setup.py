@@ -54,7 +54,7 @@ def trainable_model(base: str, mode: str, task: Task, cfg, inter: PhaseArtifact 
     from adapters.composition import Stack
 
     model = _with_intermediate(base, mode, inter, cfg.model.dropout)
-    family_of(task).add_head(model, task.name, task)
+    family_of(task).add_head(model, task.name, task, cfg.model.classifier_pooling)
     if mode == "full":
         set_full_finetuning(model)
     else:

@@ -23,9 +23,14 @@ class ClassificationFamily:
         index = {lab: i for i, lab in enumerate(task.labels)}
         return [{"input_ids": ids, "labels": index[e["label"]]} for ids, e in zip(enc["input_ids"], examples)]
 
-    def add_head(self, model, head: str, task: Task) -> None:
-        model.add_classification_head(head, num_labels=len(task.labels),
-                                      id2label=dict(enumerate(task.labels)), overwrite_ok=True)
+    def add_head(self, model, head: str, task: Task, pooling: str = "cls") -> None:
+        kwargs = dict(num_labels=len(task.labels), id2label=dict(enumerate(task.labels)), overwrite_ok=True)
+        if pooling == "mean":
+            from ..models.heads import MEAN_POOLED
+
+            model.add_custom_head(MEAN_POOLED, head, **kwargs)
+        else:
+            model.add_classification_head(head, **kwargs)
 
     def decode(self, task: Task, logits: list[np.ndarray], features: list[dict]) -> list[str]:
         return [task.labels[int(np.argmax(row))] for row in logits]
@@ -66,7 +71,7 @@ class TaggingFamily:
                           "n_words": len(e["words"])})
         return feats
 
-    def add_head(self, model, head: str, task: Task) -> None:
+    def add_head(self, model, head: str, task: Task, pooling: str = "cls") -> None:
         model.add_tagging_head(head, num_labels=len(task.labels), id2label=dict(enumerate(task.labels)),
                                overwrite_ok=True)
 
