@@ -6,6 +6,7 @@ what exists then), and saving gathers partitioned parameters first, writing from
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,14 @@ def encoder_model(base: str, mode: str, inter: PhaseArtifact | None):
     return model.eval()
 
 
+def _drop_head_configs(config_file: Path) -> None:
+    # The encoder's config would carry the phase's head definitions; heads are saved on their own
+    # and a later phase adds its own, so the encoder must load bare.
+    config = json.loads(config_file.read_text())
+    config.pop("prediction_heads", None)
+    config_file.write_text(json.dumps(config, indent=2))
+
+
 @contextlib.contextmanager
 def _gathered(params, zero3: bool):
     if zero3:
@@ -113,6 +122,7 @@ def save_phase(model, out: Path, mode: str, name: str, zero3: bool) -> PhaseArti
             tmp.mkdir(parents=True)
             if mode == "full":
                 model.base_model.save_pretrained(tmp / "encoder")
+                _drop_head_configs(tmp / "encoder" / "config.json")
                 (tmp / "head").mkdir()
                 model.save_head(str(tmp / "head"), name)
             else:
