@@ -81,7 +81,7 @@ class Results:
             ax.set_xticks(x + width * (len(setups) - 1) / 2, langs + ["avg"])
             ax.set_title(f"{task}: zero-shot score by language")
             ax.set_ylabel("score")
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
