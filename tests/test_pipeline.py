@@ -127,3 +127,22 @@ def test_two_ranks_give_the_loss_of_one_rank(write_experiment, tmp_path):
         a, b = _losses(one, name), _losses(two, name)
         assert len(a) == len(b) > 0
         assert a == pytest.approx(b, abs=2e-4), (name, a, b)
+
+
+def test_nan_loss_stops_the_phase_and_marks_the_runs_failed(write_experiment, tmp_path):
+    """An lr of 1e30 makes the loss non-finite: the run stops with a clear message, the MLflow
+    runs are FAILED with the reason, and nothing after that phase runs."""
+    exp = write_experiment({"training": {"lr": 1e30}, "baseline": False})
+    proc = run_cli(["--exp", str(exp)], tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "anli: loss is nan" in proc.stderr or "anli: loss is inf" in proc.stderr
+    _, runs = _runs(tmp_path)
+    status = {r.info.run_name: (r.info.status, r.data.tags.get("error", "")) for r in runs}
+    assert set(status) == {"tiny", "intermediate/anli"}
+    assert status["intermediate/anli"][0] == "FAILED" and "loss is" in status["intermediate/anli"][1]
+    assert status["tiny"][0] == "FAILED"
+
+
+def test_max_length_beyond_the_model_is_refused(write_experiment, tmp_path):
+    proc = run_cli(["--exp", str(write_experiment({"model": {"max_length": 600}}))], tmp_path)
+    assert proc.returncode == 2 and "model.max_length=600 is longer than" in proc.stderr

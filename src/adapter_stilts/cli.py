@@ -40,6 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.exp, args.set)  # a bad file fails here, before anything starts
     dist.prepare_environment()
     from .pipeline import StiltsRecipe
+    from .training.loop import TrainingError
 
     recipe = StiltsRecipe(cfg)
     status, t0 = "FAILED", time.time()
@@ -54,6 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         if hasattr(recipe, "parent"):
             recipe.parent.set_tags({"error": str(e)[:5000]})
         return 2
+    except TrainingError as e:  # e.g. a NaN loss: the phase stops, earlier results stay as they are
+        log.error("%s", e)
+        recipe.parent.set_tags({"error": str(e)[:5000]})
+        return 1
     finally:
         recipe.cleanup(status)
         dist.shutdown()

@@ -16,7 +16,7 @@ import yaml
 from . import distributed as dist
 from .config import ExperimentConfig, ConfigError, flatten
 from .evaluation.zero_shot import macro_average, retrieval_eval, retrieval_layer, zero_shot_eval
-from .models.loading import check_model_name, count_parameters, load_tokenizer, resolve_model
+from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, resolve_model
 from .models.setup import PhaseArtifact, encoder_model, trainable_model, trained_model
 from .summary import Results
 from .tasks.data import TaskData, load_task_data, resolve_source
@@ -74,6 +74,7 @@ class StiltsRecipe:
                 self.data[name] = load_task_data(get_task(name), settings, self.source, cfg.seed, section)
         self.base = resolve_model(cfg.model.name)
         self.tokenizer = load_tokenizer(self.base)
+        check_max_length(self.base, cfg.model.max_length)
         self.features = {name: self._featurize(d) for name, d in self.data.items()}
         self.tracker = Tracker(cfg.tracking.experiment or cfg.name)
         self.parent = self.tracker.start(cfg.name, tags={"experiment": cfg.name, "mode": cfg.mode,
@@ -122,49 +123,49 @@ class StiltsRecipe:
 
     def train_intermediate(self, task: Task) -> PhaseArtifact:
         """Phase 2: an English intermediate task, as an adapter on the frozen encoder (or full)."""
-        run = self.tracker.start(f"intermediate/{task.name}", self.parent,
-                                 tags=self._tags(task.name, "intermediate", task.name))
-        seed_everything(self.cfg.seed)
-        model = trainable_model(self.base, self.cfg.mode, task, self.cfg)
-        outcome = self._fit(model, task, self.cfg.intermediate.tasks[task.name], run,
-                            self.out / "intermediate" / task.name)
-        run.log_artifacts(outcome.artifact.path, "model")
-        run.end()
+        with self.tracker.child(f"intermediate/{task.name}", self.parent,
+                                tags=self._tags(task.name, "intermediate", task.name)) as run:
+            seed_everything(self.cfg.seed)
+            model = trainable_model(self.base, self.cfg.mode, task, self.cfg)
+            outcome = self._fit(model, task, self.cfg.intermediate.tasks[task.name], run,
+                                self.out / "intermediate" / task.name)
+            run.log_artifacts(outcome.artifact.path, "model")
         return outcome.artifact
 
     def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Phase 3: English training on top of the intermediate result, then zero-shot tests."""
-        run = self.tracker.start(f"target/{task.name}/{setup}", self.parent, tags=self._tags(setup, "target", task.name))
-        seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
-        model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
-        out = self.out / "target" / setup / task.name
-        outcome = self._fit(model, task, self.cfg.target.tasks[task.name], run, out)
-        del model
-        best = trained_model(self.base, self.cfg.mode, outcome.artifact, inter)
-        feats, data = self.features[task.name]["test"], self.data[task.name].test
-        mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
-        per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
-                                               self.cfg.training.bf16, out / "predictions"))
-        self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
-        run.log_artifacts(outcome.artifact.path, "model")
-        run.log_artifacts(out / "predictions", "predictions")
-        run.end()
+        with self.tracker.child(f"target/{task.name}/{setup}", self.parent,
+                                tags=self._tags(setup, "target", task.name)) as run:
+            seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
+            model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
+            out = self.out / "target" / setup / task.name
+            outcome = self._fit(model, task, self.cfg.target.tasks[task.name], run, out)
+            del model
+            best = trained_model(self.base, self.cfg.mode, outcome.artifact, inter)
+            feats, data = self.features[task.name]["test"], self.data[task.name].test
+            mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
+            per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
+                                                   self.cfg.training.bf16, out / "predictions"))
+            self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
+            run.log_artifacts(outcome.artifact.path, "model")
+            run.log_artifacts(out / "predictions", "predictions")
 
     def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
         rcfg = self.cfg.retrieval
-        run = self.tracker.start(f"target/{task.name}/{setup}", self.parent, tags=self._tags(setup, "target", task.name))
-        model = encoder_model(self.base, self.cfg.mode, inter)
-        layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
-        run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
-        out = self.out / "target" / setup / task.name
-        tests = self.data[task.name].test
-        mine = {lang: tests[lang] for lang in self._my_languages(tests)}
-        per_lang = self._gather(retrieval_eval(model, self.tokenizer, task, mine, layer, rcfg.pooling, rcfg.batch_size,
-                                               self.cfg.model.max_length, self.cfg.training.bf16, out / "predictions"))
-        self._record(run, task, setup, per_lang)
-        run.log_artifacts(out / "predictions", "predictions")
-        run.end()
+        with self.tracker.child(f"target/{task.name}/{setup}", self.parent,
+                                tags=self._tags(setup, "target", task.name)) as run:
+            model = encoder_model(self.base, self.cfg.mode, inter)
+            layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
+            run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
+            out = self.out / "target" / setup / task.name
+            tests = self.data[task.name].test
+            mine = {lang: tests[lang] for lang in self._my_languages(tests)}
+            per_lang = self._gather(retrieval_eval(model, self.tokenizer, task, mine, layer, rcfg.pooling,
+                                                   rcfg.batch_size, self.cfg.model.max_length, self.cfg.training.bf16,
+                                                   out / "predictions"))
+            self._record(run, task, setup, per_lang)
+            run.log_artifacts(out / "predictions", "predictions")
 
     # ------------------------------------------------------------------ helpers
     def _fit(self, model, task: Task, settings, run: RunHandle, out: Path):

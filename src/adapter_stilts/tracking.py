@@ -4,6 +4,7 @@ Default store: SQLite at mlruns/mlflow.db with artifacts in mlruns/artifacts (ML
 default, kept together); any store through MLFLOW_TRACKING_URI."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -104,3 +105,15 @@ class Tracker:
             all_tags["mlflow.parentRunId"] = parent.run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         return RunHandle(self.client, run.info.run_id)
+
+    @contextlib.contextmanager
+    def child(self, name: str, parent: RunHandle, tags: dict[str, Any] | None = None):
+        """A nested run that ends FINISHED, or FAILED (KILLED on Ctrl-C) with the reason as a tag."""
+        run = self.start(name, parent, tags)
+        try:
+            yield run
+        except BaseException as e:
+            run.set_tags({"error": f"{type(e).__name__}: {e}"[:5000]})
+            run.end("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            raise
+        run.end()

@@ -61,6 +61,17 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def check_max_length(path: str, max_length: int) -> None:
+    """model.max_length must fit the model's position embeddings (XLM-R reserves pad+1 of them)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    offset = config.pad_token_id + 1 if config.model_type in ("xlm-roberta", "roberta") else 0
+    limit = config.max_position_embeddings - offset
+    if max_length > limit:
+        raise ModelError(f"model.max_length={max_length} is longer than '{path}' allows ({limit} tokens)")
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 
