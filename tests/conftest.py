@@ -90,11 +90,37 @@ def write_experiment(tmp_path, tiny_model_dir):
     return write
 
 
-def run_cli(args: list[str], tmp_path: Path, launcher: list[str] | None = None, timeout: int = 600,
-            env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `run.py` in a subprocess with its MLflow store under tmp_path."""
+def cli_command(args: list[str], tmp_path: Path, launcher: list[str] | None = None,
+                env: dict | None = None) -> tuple[list[str], dict]:
+    """The command line and environment of `run.py` with its MLflow store under tmp_path."""
     full_env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", **(env or {}))
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
         full_env.pop(k, None)
-    cmd = (launcher or [sys.executable]) + [str(REPO / "run.py")] + args
+    return (launcher or [sys.executable]) + [str(REPO / "run.py")] + args, full_env
+
+
+def run_cli(args: list[str], tmp_path: Path, launcher: list[str] | None = None, timeout: int = 600,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `run.py` in a subprocess with its MLflow store under tmp_path."""
+    cmd, full_env = cli_command(args, tmp_path, launcher, env)
     return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(args: list[str], tmp_path: Path, launcher: list[str] | None = None, env: dict | None = None,
+              log: Path | None = None) -> subprocess.Popen:
+    """Start `run.py` in its own process group (so a test can SIGKILL all of it)."""
+    cmd, full_env = cli_command(args, tmp_path, launcher, env)
+    out = open(log or os.devnull, "w")
+    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def mlflow_runs(tmp_path: Path):
+    """(client, all runs) of the MLflow store under tmp_path."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return client, [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+
+
+def deepspeed_launcher(port: int) -> list[str]:
+    return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port)]

@@ -1,25 +1,16 @@
 """The whole recipe through `run.py`, on a tiny random encoder and real data subsets, checked in
 the MLflow store it writes; plus launch modes and early failures."""
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import run_cli
-
-
-def _client(tmp_path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+from conftest import deepspeed_launcher, mlflow_runs, run_cli
 
 
 def _runs(tmp_path):
-    c = _client(tmp_path)
-    exps = c.search_experiments()
-    return c, [r for e in exps for r in c.search_runs([e.experiment_id])]
+    return mlflow_runs(tmp_path)
 
 
 def _check(proc):
@@ -116,9 +107,7 @@ def test_two_ranks_give_the_loss_of_one_rank(write_experiment, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir(), two.mkdir()
     _check(run_cli(["--exp", str(exp)], one))
-    deepspeed = str(Path(sys.executable).parent / "deepspeed")
-    proc = run_cli(["--exp", str(exp)], two, launcher=[deepspeed, "--num_gpus", "2", "--master_port", "29533"],
-                   env={"OMP_NUM_THREADS": "1"})
+    proc = run_cli(["--exp", str(exp)], two, launcher=deepspeed_launcher(29533), env={"OMP_NUM_THREADS": "1"})
     _check(proc)
     assert "terminate called" not in proc.stderr
     world = {d: next(r for r in _runs(d)[1] if r.info.run_name == "tiny").data.params["world_size"] for d in (one, two)}

@@ -57,6 +57,8 @@ class TrainingConfig:
     log_every: int = 10
     eval_every: int = 0  # steps between English-dev evaluations; 0 = once per epoch
     deepspeed: str = "zero2"  # a file in ds_configs/ (name or path)
+    checkpoint_every: int = 50  # steps between DeepSpeed checkpoints (one is always saved at a phase's end)
+    keep_checkpoints: int = 2  # the newest K are kept
 
 
 @dataclass
@@ -92,6 +94,7 @@ class RetrievalConfig:
 class TrackingConfig:
     experiment: str = ""  # MLflow experiment name; empty = the experiment's name
     output_dir: str = "outputs"
+    resume: bool = True  # rerunning an unfinished experiment (same resolved config) continues it
 
 
 @dataclass

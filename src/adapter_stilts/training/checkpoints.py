@@ -1,0 +1,74 @@
+"""DeepSpeed checkpoints of one training phase: every N steps and at the phase end, the last K
+kept. Each checkpoint folder gets a manifest of sha256 sums once every rank has written it, so a
+truncated or corrupt checkpoint is detected and the previous good one is used instead."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from .. import distributed as dist
+from ..integrity import verify_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+MANIFEST = "complete.json"
+LOGGED = "logged.json"
+
+
+class CheckpointManager:
+    def __init__(self, root: Path, keep: int, exclude_frozen: bool):
+        self.root, self.keep, self.exclude_frozen = root, max(1, keep), exclude_frozen
+
+    def tags(self) -> list[str]:
+        """Complete checkpoints, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob(f"step*/{MANIFEST}"))
+
+    def save(self, engine, step: int, client_state: dict) -> None:
+        tag = f"step{step:08d}"
+        engine.save_checkpoint(str(self.root), tag=tag, client_state=client_state,
+                               exclude_frozen_parameters=self.exclude_frozen)
+        dist.barrier()  # every rank has written its shard
+        if dist.is_main():
+            write_manifest(self.root / tag, MANIFEST)
+            for old in self.tags()[: -self.keep]:
+                shutil.rmtree(self.root / old, ignore_errors=True)
+        dist.barrier()
+
+    def logged_through(self) -> int:
+        """The last step whose metrics reached MLflow (kept beside the checkpoints, since falling
+        back to an older checkpoint must not log the steps after it twice)."""
+        try:
+            return int(json.loads((self.root / LOGGED).read_text())["step"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def mark_logged(self, step: int) -> None:
+        if dist.is_main():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.root / (LOGGED + ".tmp")
+            tmp.write_text(json.dumps({"step": step}))
+            tmp.replace(self.root / LOGGED)
+
+    def verify(self, tag: str) -> bool:
+        return verify_manifest(self.root / tag, MANIFEST)
+
+    def load_latest(self, engine) -> dict | None:
+        """Restore the newest good checkpoint into `engine`; returns its client state (None: none)."""
+        for tag in reversed(self.tags()):
+            ok = self.verify(tag)
+            if ok:
+                try:
+                    _, state = engine.load_checkpoint(str(self.root), tag=tag, load_module_strict=not self.exclude_frozen)
+                except Exception as e:  # a file that passes the checksum but does not load
+                    log.warning("checkpoint %s does not load (%s)", self.root / tag, e)
+                    state = None
+                ok = state is not None
+            # every rank must agree, or the ranks would resume from different steps
+            if all(dist.gather_objects(ok)):
+                log.info("Resuming from checkpoint %s", self.root / tag)
+                return state
+            log.warning("Checkpoint %s is truncated or corrupt; falling back to the previous one", self.root / tag)
+        return None
