@@ -20,7 +20,7 @@ RESUME_EXPERIMENT = {
 def _experiment(write_experiment, outputs: Path) -> Path:
     exp = write_experiment({**RESUME_EXPERIMENT, "tracking": {"output_dir": str(outputs)}}, name=f"{outputs.name}.yaml")
     raw = yaml.safe_load(exp.read_text())
-    raw["target"]["tasks"] = {"xnli": {"train_size": 64, "dev_size": 16, "test_size": 12, "languages": ["de", "sw"]},
+    raw["target"]["tasks"] = {"xnli": {"train_size": 320, "dev_size": 16, "test_size": 12, "languages": ["de", "sw"]},
                               "tatoeba": {"test_size": 20, "languages": ["de", "fr"]}}
     exp.write_text(yaml.safe_dump(raw))
     return exp
@@ -44,10 +44,10 @@ def _wait_for(pattern: str, root: Path, proc, timeout: float = 300) -> None:
     while not list(root.glob(pattern)):
         assert proc.poll() is None, "the run ended before the point where the test kills it"
         assert time.time() - t0 < timeout
-        time.sleep(0.2)
+        time.sleep(0.02)
 
 
-def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrupt=False):
+def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrupt=False, corrupt_adapter=False):
     ref, crash = tmp_path / "ref", tmp_path / "crash"
     ref.mkdir(), crash.mkdir()
     launcher = deepspeed_launcher(launcher_ports[0]) if launcher_ports else None
@@ -58,7 +58,7 @@ def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrup
 
     exp = _experiment(write_experiment, crash / "outputs")
     p = start_cli(["--exp", str(exp)], crash, launcher=launcher, env=env, log=crash / "first.log")
-    # kill once phase 3 (xnli, 8 steps) has written its step-4 checkpoint: phase 2 is finished by then
+    # kill once phase 3 (xnli, 40 steps) has written its step-4 checkpoint: phase 2 is finished by then
     _wait_for("tiny/*/target/anli/xnli.checkpoints/step00000004/complete.json", crash / "outputs", p)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
@@ -66,11 +66,17 @@ def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrup
         newest = sorted((crash / "outputs").glob("tiny/*/target/anli/xnli.checkpoints/step*"))[-1]
         victim = max((f for f in newest.rglob("*.pt")), key=lambda f: f.stat().st_size)
         victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    if corrupt_adapter:  # the finished phase-2 adapter is damaged: detected, and phase 2 is trained again
+        weights = next((crash / "outputs").glob("tiny/*/intermediate/anli/adapter/pytorch_adapter.bin"))
+        weights.write_bytes(weights.read_bytes()[:100])
     launcher2 = deepspeed_launcher(launcher_ports[1]) if launcher_ports else None
     proc = run_cli(["--exp", str(exp)], crash, launcher=launcher2, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Resuming the unfinished run" in proc.stderr
-    assert "intermediate/anli: finished in an earlier attempt" in proc.stderr
+    if corrupt_adapter:
+        assert "intermediate/anli: the saved result" in proc.stderr and "training this phase again" in proc.stderr
+    else:
+        assert "intermediate/anli: finished in an earlier attempt" in proc.stderr
     if corrupt:
         assert "truncated or corrupt; falling back to the previous one" in proc.stderr
 
@@ -92,8 +98,8 @@ def test_sigkill_mid_phase_then_rerun_matches_an_uninterrupted_run(write_experim
     _kill_resume_compare(write_experiment, tmp_path, corrupt=True)
 
 
-def test_sigkill_with_two_ranks_then_rerun(write_experiment, tmp_path):
-    _kill_resume_compare(write_experiment, tmp_path, launcher_ports=(29541, 29542))
+def test_sigkill_with_two_ranks_then_rerun_with_a_damaged_adapter(write_experiment, tmp_path):
+    _kill_resume_compare(write_experiment, tmp_path, launcher_ports=(29541, 29542), corrupt_adapter=True)
 
 
 def test_same_config_and_seed_give_identical_metrics(write_experiment, tmp_path):

@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .tasks.families import family_of
 from .tasks.registry import Task, get_task
 from .tracking import RunHandle, Tracker
 from .training.engine import batch_layout, load_ds_config
+from .training.checkpoints import checkpoints_of
 from .training.loop import Trainer
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,7 @@ class StiltsRecipe:
                 return artifact
             log.warning("%s: the saved result in %s is truncated or corrupt; training this phase again",
                         unit, artifact.path)
-            if dist.is_main():
-                shutil.rmtree(artifact.path.with_name(artifact.path.name + ".checkpoints"), ignore_errors=True)
-            dist.barrier()
+            checkpoints_of(artifact.path).discard()
         with self._unit(unit, self._tags(task.name, "intermediate", task.name)) as run:
             seed_everything(self.cfg.seed)
             model = trainable_model(self.base, self.cfg.mode, task, self.cfg)

@@ -37,6 +37,14 @@ def _retry(fn, *args, **kwargs):
             time.sleep(0.1 * 2 ** attempt)
 
 
+def _store_lock(uri: str):
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(uri[len("sqlite:///"):] + ".lock", timeout=600)
+
+
 def _param_value(v: Any) -> str:
     return ",".join(map(str, v)) if isinstance(v, list) else str(v)
 
@@ -58,6 +66,14 @@ class RunHandle:
 
         now = int(time.time() * 1000)
         _retry(self.client.log_batch, self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+
+    def logged_steps(self) -> dict[str, set[int]]:
+        """The steps already logged per metric key (what a resumed phase must not log again)."""
+        if not self.active:
+            return {}
+        run = _retry(self.client.get_run, self.run_id)
+        return {key: {m.step for m in _retry(self.client.get_metric_history, self.run_id, key)}
+                for key in run.data.metrics}
 
     def log_params(self, params: dict[str, Any]) -> None:
         if not self.active:
@@ -98,22 +114,19 @@ class Tracker:
 
         uri = tracking_uri()
         mlflow.set_tracking_uri(uri)
-        self.client = MlflowClient(uri)
+        with _store_lock(uri):  # two invocations must not create the SQLite schema at the same time
+            self.client = MlflowClient(uri)
+            self.experiment_id = self._experiment_id(uri, experiment)
+        log.info("MLflow: %s (experiment '%s')", uri, experiment)
+
+    def _experiment_id(self, uri: str, experiment: str) -> str:
         exp = _retry(self.client.get_experiment_by_name, experiment)
         if exp is None:
             location = None
             if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
                 location = (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
-            try:
-                self.experiment_id = _retry(self.client.create_experiment, experiment, artifact_location=location)
-            except Exception:  # another invocation created it first
-                exp = _retry(self.client.get_experiment_by_name, experiment)
-                if exp is None:
-                    raise
-                self.experiment_id = exp.experiment_id
-        else:
-            self.experiment_id = exp.experiment_id
-        log.info("MLflow: %s (experiment '%s')", uri, experiment)
+            return _retry(self.client.create_experiment, experiment, artifact_location=location)
+        return exp.experiment_id
 
     def start(self, name: str, parent: RunHandle | None = None, tags: dict[str, Any] | None = None,
               run_id: str | None = None) -> RunHandle:

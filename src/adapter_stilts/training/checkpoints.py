@@ -3,7 +3,6 @@ kept. Each checkpoint folder gets a manifest of sha256 sums once every rank has 
 truncated or corrupt checkpoint is detected and the previous good one is used instead."""
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -13,7 +12,6 @@ from ..integrity import verify_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 MANIFEST = "complete.json"
-LOGGED = "logged.json"
 
 
 class CheckpointManager:
@@ -37,20 +35,12 @@ class CheckpointManager:
                 shutil.rmtree(self.root / old, ignore_errors=True)
         dist.barrier()
 
-    def logged_through(self) -> int:
-        """The last step whose metrics reached MLflow (kept beside the checkpoints, since falling
-        back to an older checkpoint must not log the steps after it twice)."""
-        try:
-            return int(json.loads((self.root / LOGGED).read_text())["step"])
-        except (OSError, ValueError, KeyError):
-            return 0
-
-    def mark_logged(self, step: int) -> None:
+    def discard(self) -> None:
+        """Drop every checkpoint, so the phase restarts from scratch."""
         if dist.is_main():
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / (LOGGED + ".tmp")
-            tmp.write_text(json.dumps({"step": step}))
-            tmp.replace(self.root / LOGGED)
+            for tag in self.root.glob("step*"):
+                shutil.rmtree(tag, ignore_errors=True)
+        dist.barrier()
 
     def verify(self, tag: str) -> bool:
         return verify_manifest(self.root / tag, MANIFEST)
@@ -72,3 +62,8 @@ class CheckpointManager:
                 return state
             log.warning("Checkpoint %s is truncated or corrupt; falling back to the previous one", self.root / tag)
         return None
+
+
+def checkpoints_of(phase_out: Path, keep: int = 1, exclude_frozen: bool = False) -> CheckpointManager:
+    """The checkpoints of the phase whose result is saved in `phase_out` (they live beside it)."""
+    return CheckpointManager(phase_out.with_name(phase_out.name + ".checkpoints"), keep, exclude_frozen)

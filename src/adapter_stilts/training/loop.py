@@ -23,7 +23,7 @@ from ..tasks.families import family_of
 from ..tasks.registry import Task
 from ..tracking import RunHandle
 from .batching import collate, global_batches, micro_batches
-from .checkpoints import CheckpointManager
+from .checkpoints import checkpoints_of
 from .engine import batch_layout, build_engine, zero_stage
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,11 @@ class Trainer:
         total = steps_per_epoch * epochs
         engine, _ = build_engine(self.model, self.ds_config, tcfg, lr, total, world)
         self.engine, self.zero3 = engine, zero_stage(self.ds_config) == 3
-        self.checkpoints = CheckpointManager(self.out.with_name(self.out.name + ".checkpoints"), tcfg.keep_checkpoints,
-                                             exclude_frozen=self.cfg.mode == "adapters")
-        self.pending: list[tuple[dict, int]] = []  # metrics reach MLflow only once a checkpoint covers them
+        self.checkpoints = checkpoints_of(self.out, tcfg.keep_checkpoints, exclude_frozen=self.cfg.mode == "adapters")
+        # Metrics reach MLflow just before each checkpoint; what an earlier attempt already logged
+        # (MLflow is the record) is skipped, so a resumed phase logs no step twice and leaves no gap.
+        self.pending: list[tuple[dict, int]] = []
+        self.logged = self.run.logged_steps()
         st = {"step": 0, "best": -math.inf, "best_step": 0, "losses": [], "window": [], "train_s": 0.0, "seen": 0,
               "real_tokens": 0}
         resumed = self.checkpoints.load_latest(engine)
@@ -119,25 +121,24 @@ class Trainer:
                         st["best"], st["best_step"] = score, step
                         self.artifact = save_phase(engine.module, self.out, self.cfg.mode, self.task.name, self.zero3)
                 if (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0) or step == total:
-                    self.checkpoints.save(engine, step, {**st, "torch_rng": torch.get_rng_state()})
                     self._flush()
+                    self.checkpoints.save(engine, step, {**st, "torch_rng": torch.get_rng_state()})
         bar.close()
         train_s = max(st["train_s"], 1e-9)
         tokens_all = dist.mean_across_ranks(st["real_tokens"]) * world
         outcome = TrainOutcome(self.artifact, st["best"], st["best_step"], st["step"], st["train_s"],
                                st["seen"] / train_s, st["losses"])
-        self.run.log_metrics({"train/examples_per_s": outcome.examples_per_s, "train/tokens_per_s": tokens_all / train_s,
+        self.pending.append(({"train/examples_per_s": outcome.examples_per_s, "train/tokens_per_s": tokens_all / train_s,
                               f"dev/best_{self.task.metric}": outcome.best_dev, "dev/best_step": outcome.best_step},
-                             outcome.steps)
+                             outcome.steps))
+        self._flush()
         return outcome
 
     def _flush(self) -> None:
-        done = self.checkpoints.logged_through()
         for metrics, step in self.pending:
-            if step > done:  # steps redone after falling back to an older checkpoint are logged once
-                self.run.log_metrics(metrics, step)
-        if self.pending:
-            self.checkpoints.mark_logged(max(done, max(step for _, step in self.pending)))
+            new = {k: v for k, v in metrics.items() if step not in self.logged.get(k, ())}
+            if new:
+                self.run.log_metrics(new, step)
         self.pending = []
 
     def _evaluate_dev(self, step: int) -> float:
