@@ -153,7 +153,7 @@ class StiltsRecipe:
                     self.train_target(task, setup, inter)
                 else:
                     self.score_retrieval(task, setup, inter)
-        self.parent.log_metrics({"wall_time_s": time.time() - t0})
+        self.parent.log_new_metrics({"wall_time_s": time.time() - t0})  # of the first attempt to get here
         self.results.log_to(self.parent, self.out / "summary", NO_INTERMEDIATE)
         self.state.finished = True
         self.state.save()
@@ -253,7 +253,7 @@ class StiltsRecipe:
     def _record(self, run: RunHandle, task: Task, setup: str, per_lang: dict, english_dev: float | None = None):
         metrics = {f"test/{lang}/{m}": v for lang, scores in per_lang.items() for m, v in scores.items()}
         metrics.update({f"test/avg/{m}": v for m, v in macro_average(per_lang).items()})
-        run.log_metrics(metrics)
+        run.log_new_metrics(metrics)
         self.results.add(task.name, setup, per_lang, english_dev)
         avg = macro_average(per_lang)
         log.info("%s [%s]: zero-shot average %s", task.name, setup,

@@ -102,6 +102,6 @@ class Results:
             for s in self.setups():
                 if s != baseline and baseline in self.setups():
                     metrics[f"{t}/{s}/gain"] = self.average(t, s) - self.average(t, baseline)
-        run.log_metrics(metrics)
+        run.log_new_metrics(metrics)
         run.log_artifacts(folder, "summary")
         log.info("Zero-shot results (%s):\n%s", folder, md)

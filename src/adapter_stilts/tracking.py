@@ -60,12 +60,17 @@ class RunHandle:
         return self.client is not None
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if not self.active:
+        if not self.active or not metrics:
             return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         _retry(self.client.log_batch, self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+
+    def log_new_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        """Log only what this run does not have at `step` yet (a resumed unit may redo its end)."""
+        logged = self.logged_steps()
+        self.log_metrics({k: v for k, v in metrics.items() if step not in logged.get(k, ())}, step)
 
     def logged_steps(self) -> dict[str, set[int]]:
         """The steps already logged per metric key (what a resumed phase must not log again)."""

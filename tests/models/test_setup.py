@@ -81,3 +81,19 @@ def test_intermediate_adapter_stays_frozen_under_the_stack(tiny_model_dir, tmp_p
     after = dict(engine.module.named_parameters())
     assert all(torch.equal(before[n], after[n]) for n in before)
     assert any(not torch.equal(target_before[n], after[n].detach()) for n in trainable)
+
+
+def test_adapter_from_another_model_is_a_clear_error(tiny_model_dir, tmp_path, process_group):
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from adapter_stilts.models.loading import ModelError
+    from adapter_stilts.models.setup import PhaseArtifact
+
+    other = tmp_path / "wider"
+    config = XLMRobertaConfig.from_pretrained(tiny_model_dir)
+    config.hidden_size, config.intermediate_size = 48, 96
+    XLMRobertaModel(config).save_pretrained(other)
+    engine = _train(trainable_model(str(other), "adapters", get_task("anli"), _cfg()), stage=0, steps=1)
+    inter = save_phase(engine.module, tmp_path / "anli", "adapters", "anli", zero3=False)
+    with pytest.raises(ModelError, match="trained for a xlm-roberta model with hidden size 48.*hidden size 32"):
+        trainable_model(str(tiny_model_dir), "adapters", get_task("xnli"), _cfg(), inter)

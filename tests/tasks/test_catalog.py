@@ -87,3 +87,13 @@ def test_subset_is_seeded_and_ordered():
     a, b = subset(items, 10, 3), subset(items, 10, 3)
     assert a == b == sorted(a) and len(a) == 10 and subset(items, 10, 4) != a
     assert subset(items, 0, 3) == items
+
+
+def test_empty_split_is_a_clear_error(tmp_path):
+    (tmp_path / "xnli" / "xtreme").mkdir(parents=True)
+    (tmp_path / "xnli" / "xtreme" / "dev-en.tsv").write_text("")
+    (tmp_path / "mnli" / "generative-nli").mkdir(parents=True)
+    (tmp_path / "mnli" / "generative-nli" / "dev.jsonl").write_text(
+        '{"premise": "a", "hypothesis": "b", "label": "neutral"}\n')
+    with pytest.raises(DataError, match="xnli: the dev split for 'en' is empty"):
+        load_task_data(get_task("xnli"), TaskSettings(languages=["de"]), DataSource("local", tmp_path), 0, "target")

@@ -15,7 +15,7 @@ from .. import distributed as dist
 from ..integrity import verify_manifest, write_manifest
 from ..tasks.families import family_of
 from ..tasks.registry import Task
-from .loading import adapter_config, build_model, set_full_finetuning
+from .loading import ModelError, adapter_config, build_model, set_full_finetuning
 
 INTERMEDIATE = "inter"  # the name a loaded intermediate adapter gets in phase 3
 MANIFEST = "manifest.json"
@@ -50,11 +50,25 @@ class PhaseArtifact:
         return self.path / "head"
 
 
+def check_adapter_fits(adapter_dir: Path, model) -> None:
+    """A clear error instead of a size-mismatch trace when an adapter was trained on another model."""
+    try:
+        saved = json.loads((adapter_dir / "adapter_config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{adapter_dir}: not a readable adapter folder ({e})") from None
+    want = (saved.get("model_type"), saved.get("hidden_size"))
+    have = (model.config.model_type, model.config.hidden_size)
+    if want != have:
+        raise ModelError(f"adapter {adapter_dir} was trained for a {want[0]} model with hidden size {want[1]} "
+                         f"({saved.get('model_name')}); model.name is a {have[0]} model with hidden size {have[1]}")
+
+
 def _with_intermediate(base: str, mode: str, inter: PhaseArtifact | None, dropout: float):
     if mode == "full":
         return build_model(str(inter.encoder_dir) if inter else base, dropout)
     model = build_model(base, dropout)
     if inter:
+        check_adapter_fits(inter.adapter_dir, model)
         model.load_adapter(str(inter.adapter_dir), load_as=INTERMEDIATE, with_head=False)
     return model
 
@@ -88,6 +102,7 @@ def trained_model(base: str, mode: str, result: PhaseArtifact, inter: PhaseArtif
         model.load_head(str(result.head_dir))
     else:
         model = _with_intermediate(base, mode, inter, dropout)
+        check_adapter_fits(result.adapter_dir, model)
         model.load_adapter(str(result.adapter_dir), load_as=result.name, with_head=True)
         model.active_adapters = Stack(INTERMEDIATE, result.name) if inter else result.name
     model.active_head = result.name
