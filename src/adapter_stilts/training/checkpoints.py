@@ -14,6 +14,25 @@ log = logging.getLogger(__name__)
 MANIFEST = "complete.json"
 
 
+def _drop_frozen_aliases(engine) -> None:
+    """DeepSpeed's exclude_frozen_parameters misses frozen tensors registered under a second name
+    (adapters' prompt-tuning module re-registers the word embeddings): without this every adapter
+    checkpoint of me5-small would carry the 384 MB embedding matrix."""
+    if getattr(engine, "_frozen_aliases_dropped", False):
+        return
+    frozen = {n for n, p in engine.module.named_parameters(remove_duplicate=False) if not p.requires_grad}
+    original = engine.module_state_dict
+
+    def module_state_dict(*args, **kwargs):
+        sd = original(*args, **kwargs)
+        for name in frozen & set(sd):
+            del sd[name]
+        return sd
+
+    engine.module_state_dict = module_state_dict
+    engine._frozen_aliases_dropped = True
+
+
 class CheckpointManager:
     def __init__(self, root: Path, keep: int, exclude_frozen: bool):
         self.root, self.keep, self.exclude_frozen = root, max(1, keep), exclude_frozen
@@ -26,6 +45,8 @@ class CheckpointManager:
 
     def save(self, engine, step: int, client_state: dict) -> None:
         tag = f"step{step:08d}"
+        if self.exclude_frozen:
+            _drop_frozen_aliases(engine)
         engine.save_checkpoint(str(self.root), tag=tag, client_state=client_state,
                                exclude_frozen_parameters=self.exclude_frozen)
         dist.barrier()  # every rank has written its shard
