@@ -110,6 +110,25 @@ def anli_plus_hub(split: str, lang: str) -> list[dict]:
     return anli_hub(split, lang) + mnli_hub(split, lang) + snli_hub(split, lang)
 
 
+# ---------------------------------------------------------------- SST-2 (intermediate)
+SST2_LABELS = ("negative", "positive")
+
+
+def sst2_local(root: Path, split: str, lang: str) -> list[dict]:
+    # Offline SST-2 (alps copy): train.tsv + dev.tsv re-split GLUE train; test.tsv is GLUE dev (872),
+    # the split everyone reports, so it is our dev split. GLUE's test has no labels: no test split.
+    if split == "test":
+        raise DataError("sst2 has no labelled test split (GLUE's is hidden); use its dev split")
+    path = root / "sst2" / ("train.tsv" if split == "train" else "test.tsv")
+    return [{"text_a": c[0].strip(), "label": SST2_LABELS[int(c[1])] if c[1] in ("0", "1") else
+             _check_label(c[1], SST2_LABELS, f"{path}:{n}")} for n, c in read_tsv(path, 2, skip_header=True)]
+
+
+def sst2_hub(split: str, lang: str) -> list[dict]:
+    hub = {"train": "train", "dev": "validation"}[split]
+    return [{"text_a": r["sentence"], "label": SST2_LABELS[r["label"]]} for r in hub_split("stanfordnlp/sst2", None, hub)]
+
+
 # ---------------------------------------------------------------- XNLI (target)
 XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
 
@@ -229,6 +248,9 @@ register(Task("snli", "classification", "intermediate", "accuracy",
 register(Task("anli_plus", "classification", "intermediate", "accuracy",
               "ANLI+ of the paper: ANLI R1-R3 + MNLI + SNLI; offline: their dev/test sets split 90/10",
               anli_plus_local, anli_plus_hub, _english_only, ("en",), NLI_LABELS))
+register(Task("sst2", "classification", "intermediate", "accuracy",
+              "SST-2 sentiment (single sentences); offline: GLUE train (re-split) and GLUE dev",
+              sst2_local, sst2_hub, _english_only, ("en",), SST2_LABELS))
 register(Task("mnli", "classification", "intermediate", "accuracy",
               "MultiNLI (3-way); offline: dev_matched split 90/10",
               mnli_local, mnli_hub, _english_only, ("en",), NLI_LABELS))
