@@ -49,7 +49,7 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def run_ours(model_path: str, task, train, dev, seed: int) -> dict:
+def run_ours(model_path: str, task, train, dev, seed: int, overrides: list[str]) -> dict:
     from adapter_stilts import distributed as dist
     from adapter_stilts.config import TaskSettings, load_experiment
     from adapter_stilts.models.loading import load_tokenizer
@@ -62,7 +62,7 @@ def run_ours(model_path: str, task, train, dev, seed: int) -> dict:
     dist.init()
     cfg = load_experiment("demo", [f"seed={seed}", f"training.batch_size={BATCH}", f"training.lr={LR}",
                                    "training.checkpoint_every=0", "model.classifier_pooling=cls",
-                                   f"model.max_length={MAX_LEN}"])
+                                   f"model.max_length={MAX_LEN}", *overrides])
     tok, fam = load_tokenizer(model_path), family_of(task)
     from adapter_stilts.pipeline import seed_everything
 
@@ -105,7 +105,7 @@ def run_adapter_trainer(model_path: str, task, train, dev, seed: int, tuned: boo
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, per_device_eval_batch_size=64,
                                  learning_rate=LR, num_train_epochs=1, seed=seed, use_cpu=True, report_to=[],
                                  save_strategy="no", logging_steps=10 ** 6, group_by_length=tuned, bf16=tuned,
-                                 dataloader_drop_last=True)
+                                 disable_tqdm=True)
         collator = DataCollatorWithPadding(tok) if tuned else default_data_collator
         trainer = AdapterTrainer(model=model, args=args, train_dataset=train_ds, data_collator=collator)
         t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def worker(args) -> None:
     model_path = resolve_model(args.model)
     task, train, dev = _data(args.dataset, args.examples, args.seed, args.dev_size)
     if args.worker == "ours":
-        result = run_ours(model_path, task, train, dev, args.seed)
+        result = run_ours(model_path, task, train, dev, args.seed, args.ours_set)
     else:
         result = run_adapter_trainer(model_path, task, train, dev, args.seed, tuned=args.worker == "B")
     result["peak_rss_gb"] = _peak_rss_gb()
@@ -134,7 +134,8 @@ def worker(args) -> None:
 
 def launch(setup: str, dataset: str, seed: int, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", setup, "--dataset", dataset, "--seed", str(seed),
-           "--examples", str(args.examples), "--dev-size", str(args.dev_size), "--model", args.model]
+           "--examples", str(args.examples), "--dev-size", str(args.dev_size), "--model", args.model,
+           *[f"--ours-set={o}" for o in args.ours_set]]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -151,6 +152,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=0, help="runs per setup (speed: 2 repeats, quality: 3 seeds)")
     p.add_argument("--dev-size", type=int, default=872)
     p.add_argument("--model", default="me5-small")
+    p.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="experiment override for our loop, e.g. --ours-set training.bf16=false")
     p.add_argument("--worker", choices=SETUPS, help=argparse.SUPPRESS)
     p.add_argument("--dataset", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
