@@ -135,7 +135,7 @@ XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", 
 
 def xnli_local(root: Path, split: str, lang: str) -> list[dict]:
     if split == "train":  # XNLI has no training set of its own: English MNLI, as in XTREME
-        return [e for e in mnli_local(root, "train", lang) + mnli_local(root, "dev", lang)]
+        return mnli_local(root, "train", lang) + mnli_local(root, "dev", lang)
     folder = root / "xnli" / "xtreme"
     if split == "dev":
         path = folder / f"dev-{lang}.tsv"
