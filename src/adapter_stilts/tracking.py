@@ -37,12 +37,17 @@ def _retry(fn, *args, **kwargs):
             time.sleep(0.1 * 2 ** attempt)
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def _store_lock(uri: str):
-    if not uri.startswith("sqlite:///"):
+    db = _sqlite_path(uri)
+    if db is None:
         return contextlib.nullcontext()
     from filelock import FileLock
 
-    return FileLock(uri[len("sqlite:///"):] + ".lock", timeout=600)
+    return FileLock(str(db) + ".lock", timeout=600)
 
 
 def _param_value(v: Any) -> str:
@@ -67,9 +72,11 @@ class RunHandle:
         now = int(time.time() * 1000)
         _retry(self.client.log_batch, self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
 
-    def log_new_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        """Log only what this run does not have at `step` yet (a resumed unit may redo its end)."""
-        logged = self.logged_steps()
+    def log_new_metrics(self, metrics: dict[str, float], step: int = 0,
+                        logged: dict[str, set[int]] | None = None) -> None:
+        """Log only what this run does not have at `step` yet (a resumed unit may redo steps).
+        `logged` is a `logged_steps()` result to reuse instead of asking the store again."""
+        logged = self.logged_steps() if logged is None else logged
         self.log_metrics({k: v for k, v in metrics.items() if step not in logged.get(k, ())}, step)
 
     def logged_steps(self) -> dict[str, set[int]]:
@@ -127,9 +134,8 @@ class Tracker:
     def _experiment_id(self, uri: str, experiment: str) -> str:
         exp = _retry(self.client.get_experiment_by_name, experiment)
         if exp is None:
-            location = None
-            if uri.startswith("sqlite:///"):  # artifacts beside the database, not in the cwd
-                location = (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+            db = _sqlite_path(uri)  # artifacts beside a SQLite database, not in the cwd
+            location = (db.parent / "artifacts").resolve().as_uri() if db else None
             return _retry(self.client.create_experiment, experiment, artifact_location=location)
         return exp.experiment_id
 

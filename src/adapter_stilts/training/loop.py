@@ -136,9 +136,7 @@ class Trainer:
 
     def _flush(self) -> None:
         for metrics, step in self.pending:
-            new = {k: v for k, v in metrics.items() if step not in self.logged.get(k, ())}
-            if new:
-                self.run.log_metrics(new, step)
+            self.run.log_new_metrics(metrics, step, self.logged)
         self.pending = []
 
     def _evaluate_dev(self, step: int) -> float:
