@@ -55,6 +55,10 @@ def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path):
     )["model"]["name"])
     name = model.load_adapter(str(art / "model" / "adapter"))
     assert name == "xnli" and "xnli" in model.heads
+    # the whole phase-3 setup, exported with save_adapter_setup, restores Stack(inter, xnli) + head
+    fresh = AutoAdapterModel.from_pretrained(model.config.name_or_path)
+    fresh.load_adapter_setup(str(art / "adapter_setup"), set_active=True)
+    assert str(fresh.active_adapters) == "Stack[inter, xnli]" and fresh.active_head == "xnli"
 
     summary = Path(client.download_artifacts(parent.info.run_id, "summary", str(tmp_path / "dl4")))
     assert {"results.csv", "summary.md", "zero_shot_by_language.png"} <= {p.name for p in summary.iterdir()}

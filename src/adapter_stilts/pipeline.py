@@ -21,7 +21,7 @@ from .evaluation.aggregate import macro_average
 from .evaluation.retrieval import retrieval_eval, retrieval_layer
 from .evaluation.zero_shot import zero_shot_eval
 from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, resolve_model
-from .models.setup import PhaseArtifact, encoder_model, trainable_model, trained_model
+from .models.setup import PhaseArtifact, encoder_model, export_setup, trainable_model, trained_model
 from .resume import RunState, config_key
 from .cache import PhaseCache, content_key, fingerprint
 from .models.reuse import fetch_adapter
@@ -205,16 +205,22 @@ class StiltsRecipe:
         return artifact
 
     def _training_key(self) -> dict:
-        """The training settings that decide a result; logging, checkpointing and the DeepSpeed
-        batch layout do not (1 and 2 ranks give the same loss curve)."""
+        """The training settings that decide a result; logging, checkpointing, the DeepSpeed
+        batch layout (1 and 2 ranks give the same loss curve) and packing (the same sums over the
+        same tokens) do not."""
         return {k: v for k, v in vars(self.cfg.training).items()
-                if k not in ("log_every", "checkpoint_every", "keep_checkpoints", "deepspeed", "micro_batch_size")}
+                if k not in ("log_every", "checkpoint_every", "keep_checkpoints", "deepspeed", "micro_batch_size",
+                             "packing")}
+
+    def _model_key(self) -> dict:
+        """The model settings that decide a result (the attention kernel computes the same softmax)."""
+        return {k: v for k, v in vars(self.cfg.model).items() if k != "attention"}
 
     def _intermediate_key(self, name: str, tasks: list[str]) -> str:
         cfg, training = self.cfg, self._training_key()
         ic = cfg.intermediate
         return content_key({
-            "model": vars(cfg.model), "model_path": self.base, "mode": cfg.mode, "adapter": vars(cfg.adapter),
+            "model": self._model_key(), "model_path": self.base, "mode": cfg.mode, "adapter": vars(cfg.adapter),
             "training": training, "seed": cfg.seed, "tasks": {t: vars(self.settings[t]) for t in tasks},
             "multitask": [ic.sampler, ic.sampler_cap, ic.sampler_temperature, ic.mlm_ratio] if len(tasks) > 1 else None,
             "data": {t: [fingerprint(self.features[t]["train"]), fingerprint(self.features[t]["dev"])] for t in tasks},
@@ -264,7 +270,7 @@ class StiltsRecipe:
         feats = self.features[task.name]
         key = content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": self.cfg.mode,
                            "settings": vars(self.settings[task.name]), "frozen": self.cfg.intermediate.frozen_in_target,
-                           "seed": self.cfg.seed, "model": vars(self.cfg.model), "adapter": vars(self.cfg.adapter),
+                           "seed": self.cfg.seed, "model": self._model_key(), "adapter": vars(self.cfg.adapter),
                            "training": self._training_key(),
                            "data": [fingerprint(feats["train"]), fingerprint(feats["dev"]),
                                     {lang: fingerprint(f) for lang, f in feats["test"].items()}]})
@@ -288,6 +294,8 @@ class StiltsRecipe:
                                                    self.cfg.training.bf16, out / "predictions"))
             self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
             run.log_artifacts(outcome.artifact.path, "model")
+            if (setup_dir := export_setup(best, out / "adapter_setup")) is not None:
+                run.log_artifacts(setup_dir, "adapter_setup")  # save_adapter_setup format, for publishing
             run.log_artifacts(out / "predictions", "predictions")
             self.cache.store("target", key, outcome.artifact.path, {"run_id": run.run_id, "experiment": self.cfg.name,
                                                                      "results": per_lang,

@@ -12,6 +12,17 @@ def test_benchmark_runs_on_a_tiny_model(tiny_model_dir, data_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     rows = [line for line in lines if line.startswith("sst2 ")]
-    assert [r.split()[1] for r in rows] == ["ours", "A", "B"]
+    assert [r.split()[1] for r in rows] == ["ours", "A", "B", "ours-full", "hf-full"]
     assert all("examples/s" in r and "peak RSS" in r and "dev " in r for r in rows)
-    assert lines[-2].startswith("ours/A training speed:") and lines[-1].startswith("ours/B training speed:")
+    assert lines[-3].startswith("ours/A training speed:") and lines[-2].startswith("ours/B training speed:")
+    assert lines[-1].startswith("ours-full/hf-full training speed:")
+
+
+def test_evaluation_benchmark_runs_on_a_tiny_model(tiny_model_dir, data_dir):
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "throughput.py"), "--mode", "eval", "--model",
+                           str(tiny_model_dir), "--eval-languages", "2", "--eval-size", "20"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-2].startswith("zero-shot scoring (XNLI test, 2 languages, 40 examples")
+    assert lines[-1].startswith("Tatoeba, 2 offline languages") and "s wall" in lines[-1]

@@ -97,3 +97,35 @@ def test_adapter_from_another_model_is_a_clear_error(tiny_model_dir, tmp_path, p
     inter = save_phase(engine.module, tmp_path / "anli", "adapters", "anli", zero3=False)
     with pytest.raises(ModelError, match="trained for a xlm-roberta model with hidden size 48.*hidden size 32"):
         trainable_model(str(tiny_model_dir), "adapters", get_task("xnli"), _cfg(), inter)
+
+
+def test_exported_setup_restores_the_whole_stack(tiny_model_dir, tmp_path, process_group):
+    """The phase-3 result exported with save_adapter_setup loads into a bare model with
+    load_adapter_setup and gives the same outputs (what a user of a published setup gets)."""
+    from adapter_stilts.models.loading import build_model
+    from adapter_stilts.models.setup import export_setup
+
+    cfg = _cfg()
+    torch.manual_seed(0)
+    engine = _train(trainable_model(str(tiny_model_dir), "adapters", get_task("anli"), cfg), stage=0, steps=2)
+    inter = save_phase(engine.module, tmp_path / "anli", "adapters", "anli", zero3=False)
+    engine = _train(trainable_model(str(tiny_model_dir), "adapters", get_task("xnli"), cfg, inter), stage=0, steps=2)
+    result = save_phase(engine.module, tmp_path / "xnli", "adapters", "xnli", zero3=False)
+    best = trained_model(str(tiny_model_dir), "adapters", result, inter)
+    folder = export_setup(best, tmp_path / "setup")
+    batch = _batch(seed=5)
+    batch.pop("labels")
+    with torch.no_grad():
+        expected = best(**batch).logits
+    fresh = build_model(str(tiny_model_dir), 0.0)  # registers the custom heads
+    fresh.load_adapter_setup(str(folder), set_active=True)
+    assert str(fresh.active_adapters) == f"Stack[{INTERMEDIATE}, xnli]"
+    with torch.no_grad():
+        got = fresh.eval()(**batch).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    # the intermediate adapter inside the export is the trained one, not a fresh one
+    without = build_model(str(tiny_model_dir), 0.0)
+    without.load_adapter(str(result.adapter_dir), load_as="xnli", with_head=True)
+    without.active_adapters = "xnli"
+    with torch.no_grad():
+        assert not torch.allclose(without.eval()(**batch).logits, expected, atol=1e-4)

@@ -72,10 +72,10 @@ def check_adapter_fits(adapter_dir: Path, model) -> None:
 
 
 def _with_intermediate(base: str, mode: str, inter: PhaseArtifact | None, dropout: float,
-                       adapter_dir: Path | None = None):
+                       adapter_dir: Path | None = None, attention: str = "auto"):
     if mode == "full":
-        return build_model(str(inter.encoder_dir) if inter else base, dropout)
-    model = build_model(base, dropout)
+        return build_model(str(inter.encoder_dir) if inter else base, dropout, attention)
+    model = build_model(base, dropout, attention)
     for member, folder in (inter.fusion_members if inter else {}).items():
         check_adapter_fits(Path(folder), model)
         model.load_adapter(folder, load_as=member, with_head=False)
@@ -95,7 +95,7 @@ def trainable_model(base: str, mode: str, tasks: Task | list[Task], cfg, inter: 
 
     tasks = tasks if isinstance(tasks, list) else [tasks]
     name = name or tasks[0].name
-    model = _with_intermediate(base, mode, inter, cfg.model.dropout)
+    model = _with_intermediate(base, mode, inter, cfg.model.dropout, attention=cfg.model.attention)
     for task in tasks:
         family_of(task).add_head(model, task.name, task, cfg.model.classifier_pooling)
     if mode == "full":
@@ -141,6 +141,25 @@ def trained_model(base: str, mode: str, result: PhaseArtifact, inter: PhaseArtif
         model.active_adapters = Stack(INTERMEDIATE, result.name) if inter else result.name
     model.active_head = result.name
     return model.eval()
+
+
+def export_setup(model, out: Path) -> Path | None:
+    """The whole trained setup of a phase-3 model (e.g. Stack(inter, target) + the target head)
+    in the adapters library's `save_adapter_setup` format, for publishing: a user restores it with
+    `load_adapter_setup(folder, set_active=True)` on the same base model. Adapters mode only (full
+    mode saves the encoder itself); custom heads (mean pooling) need `register_heads` first."""
+    from adapters.composition import Fuse
+
+    if not model.active_adapters or isinstance(model.active_adapters, Fuse):
+        return None  # full mode; fusion results are exported as their fusion/ folder
+    if dist.is_main():
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_adapter_setup(str(tmp), model.active_adapters, head_setup=model.active_head)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    dist.barrier()
+    return out
 
 
 def encoder_model(base: str, mode: str, inter: PhaseArtifact | None):

@@ -1,10 +1,11 @@
 """The training loop of one phase on one task, on a DeepSpeed engine.
 
-Speed by design: dynamic padding of length-grouped batches, no gradients for frozen parameters
+Speed by design: packed sequences (no compute on padding; models/packing.py), eager attention on CPUs, no gradients for frozen parameters
 (only trainable ones reach the optimizer), optional bf16 autocast. Model selection on the English
 dev set only (selecting on other languages would break zero-shot)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -115,45 +116,46 @@ class Trainer:
         bar = tqdm(total=total, initial=st["step"], desc=f"train {self.name}", disable=not dist.is_main(),
                    dynamic_ncols=True, mininterval=1 if sys.stderr.isatty() else 30)
         engine.train()
-        for task_name, batch_ids in plan[st["step"]:]:  # skips what a checkpoint covers
-            train = self.streams[task_name].train
-            if self.multi:
-                engine.module.active_head = task_name
-            t0 = time.perf_counter()
-            step_loss = 0.0
-            for ids in micro_batches(batch_ids, rank, world, accumulation):
-                batch = collate([train[i] for i in ids], self.pad_id)
-                st["real_tokens"] += int(batch["attention_mask"].sum())
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
-                    loss = engine(**batch).loss
-                engine.backward(loss)
-                engine.step()
-                step_loss += loss.item() / accumulation
-            st["train_s"] += time.perf_counter() - t0
-            st["seen"] += len(batch_ids)
-            st["step"] = step = st["step"] + 1
-            loss_all = dist.mean_across_ranks(step_loss)
-            if not math.isfinite(loss_all):
-                raise TrainingError(f"{self.name}: loss is {loss_all} at step {step} ({task_name}); stopping this "
-                                    f"phase (the last good checkpoint is kept)")
-            st["losses"].append(loss_all)
-            st["window"].append(loss_all)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_all:.4f}", refresh=False)
-            if step % tcfg.log_every == 0 or step == total:
-                self.pending.append(({"train/loss": sum(st["window"]) / len(st["window"]),
-                                      "train/lr": engine.get_lr()[0]}, step))
-                st["window"] = []
-            if (eval_every and step % eval_every == 0) or (not eval_every and step % steps_per_epoch == 0) \
-                    or step == total:
-                score = self._evaluate_dev(step)
-                if score > st["best"]:
-                    st["best"], st["best_step"] = score, step
-                    self.artifact = save_phase(engine.module, self.out, self.cfg.mode, self.name, self.zero3,
-                                               heads=list(self.streams))
-            if (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0) or step == total:
-                self._flush()
-                self.checkpoints.save(engine, step, {**st, "torch_rng": torch.get_rng_state()})
+        with self._packing():  # training forwards and dev scoring run on real tokens only
+            for task_name, batch_ids in plan[st["step"]:]:  # skips what a checkpoint covers
+                train = self.streams[task_name].train
+                if self.multi:
+                    engine.module.active_head = task_name
+                t0 = time.perf_counter()
+                step_loss = 0.0
+                for ids in micro_batches(batch_ids, rank, world, accumulation):
+                    batch = collate([train[i] for i in ids], self.pad_id)
+                    st["real_tokens"] += int(batch["attention_mask"].sum())
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
+                        loss = engine(**batch).loss
+                    engine.backward(loss)
+                    engine.step()
+                    step_loss += loss.item() / accumulation
+                st["train_s"] += time.perf_counter() - t0
+                st["seen"] += len(batch_ids)
+                st["step"] = step = st["step"] + 1
+                loss_all = dist.mean_across_ranks(step_loss)
+                if not math.isfinite(loss_all):
+                    raise TrainingError(f"{self.name}: loss is {loss_all} at step {step} ({task_name}); stopping this "
+                                        f"phase (the last good checkpoint is kept)")
+                st["losses"].append(loss_all)
+                st["window"].append(loss_all)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_all:.4f}", refresh=False)
+                if step % tcfg.log_every == 0 or step == total:
+                    self.pending.append(({"train/loss": sum(st["window"]) / len(st["window"]),
+                                          "train/lr": engine.get_lr()[0]}, step))
+                    st["window"] = []
+                if (eval_every and step % eval_every == 0) or (not eval_every and step % steps_per_epoch == 0) \
+                        or step == total:
+                    score = self._evaluate_dev(step)
+                    if score > st["best"]:
+                        st["best"], st["best_step"] = score, step
+                        self.artifact = save_phase(engine.module, self.out, self.cfg.mode, self.name, self.zero3,
+                                                   heads=list(self.streams))
+                if (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0) or step == total:
+                    self._flush()
+                    self.checkpoints.save(engine, step, {**st, "torch_rng": torch.get_rng_state()})
         bar.close()
         train_s = max(st["train_s"], 1e-9)
         tokens_all = dist.mean_across_ranks(st["real_tokens"]) * world
@@ -165,6 +167,16 @@ class Trainer:
                              outcome.steps))
         self._flush()
         return outcome
+
+    def _packing(self):
+        """Sequence packing for this phase's forwards, where the setting and the adapter allow it."""
+        from ..models.loading import adapter_config
+        from ..models.packing import packed_encoder, supports_packing
+
+        adapter = adapter_config(self.cfg.adapter) if self.cfg.mode == "adapters" else None
+        if not self.tcfg.packing or not supports_packing(adapter):
+            return contextlib.nullcontext()
+        return packed_encoder(self.engine.module, self.pad_id)
 
     def _flush(self) -> None:
         for metrics, step in self.pending:
