@@ -134,10 +134,11 @@ def test_configs_with_per_row_parts_are_not_packed():
     assert not supports_packing(AdapterConfig.load("mam"))  # a union with prefix tuning
 
 
-def test_training_with_packing_logs_the_losses_of_training_without(write_experiment, tmp_path):
+@pytest.mark.parametrize("zero", ["zero0", "zero3"])  # ZeRO-3's parameter hooks run beside ours
+def test_training_with_packing_logs_the_losses_of_training_without(write_experiment, tmp_path, zero):
     losses = {}
     for packing in (True, False):
-        exp = write_experiment({"baseline": False, "training": {"packing": packing},
+        exp = write_experiment({"baseline": False, "training": {"packing": packing, "deepspeed": zero},
                                 "target": {"tasks": {"xnli": {"train_size": 16, "dev_size": 8, "test_size": 4,
                                                               "languages": ["de"]}}},
                                 "tracking": {"cache": False}}, name=f"p{packing}.yaml")
