@@ -186,15 +186,15 @@ def retrieval_eval(model, tokenizer, task: Task, tests: dict[str, list[dict]], d
     # each distinct sentence is embedded once per call
     seen: dict[str, np.ndarray] = {}
 
+    def vectors(sentences: list[str]) -> np.ndarray:
+        return normalized(embed_sentences(model, tokenizer, sentences, layer, pooling, batch_size, max_length,
+                                          bf16).numpy())
+
     def embed(sentences: list[str]) -> np.ndarray:
         if kind != "alignment":
-            return normalized(embed_sentences(model, tokenizer, sentences, layer, pooling, batch_size, max_length,
-                                              bf16).numpy())
-        todo = list(dict.fromkeys(s for s in sentences if s not in seen))
-        if todo:
-            vectors = normalized(embed_sentences(model, tokenizer, todo, layer, pooling, batch_size, max_length,
-                                                 bf16).numpy())
-            seen.update(zip(todo, vectors))
+            return vectors(sentences)
+        if todo := list(dict.fromkeys(s for s in sentences if s not in seen)):
+            seen.update(zip(todo, vectors(todo)))
         return np.stack([seen[s] for s in sentences]) if sentences else np.zeros((0, model.config.hidden_size),
                                                                                    np.float32)
 

@@ -57,9 +57,9 @@ class PackedBatch:
                  row_tokens: int, pad_id: int):
         n, width = input_ids.shape
         self.shape = (n, width)
-        lengths = attention_mask.sum(1).tolist()
-        rows = _rows([max(int(x), 1) for x in lengths], row_tokens)
-        t = max(sum(max(int(lengths[i]), 1) for i in row) for row in rows)
+        lengths = attention_mask.sum(1).clamp(min=1).tolist()  # an empty sequence keeps one token
+        rows = _rows(lengths, row_tokens)
+        t = max(sum(lengths[i] for i in row) for row in rows)
         ids = torch.full((len(rows), t), pad_id, dtype=input_ids.dtype)
         pos = torch.zeros((len(rows), t), dtype=torch.long)
         mask = torch.zeros((len(rows), t, t), dtype=attention_mask.dtype)
@@ -67,7 +67,7 @@ class PackedBatch:
         for r, row in enumerate(rows):
             start = 0
             for i in row:
-                k = max(int(lengths[i]), 1)
+                k = lengths[i]
                 ids[r, start: start + k] = input_ids[i, :k]
                 pos[r, start: start + k] = torch.arange(k) + position_offset
                 mask[r, start: start + k, start: start + k] = 1

@@ -58,9 +58,9 @@ def single_rank_config(ds_config: dict, world: int) -> dict:
     So one rank without offloading runs stage 0; ZeRO-3 and offloading keep their stage (their
     point is memory, not partitioning across ranks)."""
     zero = ds_config.get("zero_optimization", {})
-    if world != 1 or zero.get("stage", 0) not in (1, 2) or zero.get("offload_optimizer"):
+    if world != 1 or zero_stage(ds_config) not in (1, 2) or zero.get("offload_optimizer"):
         return ds_config
-    log.info("one rank: ZeRO stage %d would only add gradient copies; running stage 0", zero["stage"])
+    log.info("one rank: ZeRO stage %d would only add gradient copies; running stage 0", zero_stage(ds_config))
     return dict(ds_config, zero_optimization={**zero, "stage": 0})
 
 
