@@ -294,7 +294,8 @@ class StiltsRecipe:
                                                    self.cfg.training.bf16, out / "predictions"))
             self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
             run.log_artifacts(outcome.artifact.path, "model")
-            if (setup_dir := export_setup(best, out / "adapter_setup")) is not None:
+            # beside the result folder, not in it: its manifest (checked by the cache) lists the trained files only
+            if (setup_dir := export_setup(best, out.with_name(f"{task.name}.adapter_setup"))) is not None:
                 run.log_artifacts(setup_dir, "adapter_setup")  # save_adapter_setup format, for publishing
             run.log_artifacts(out / "predictions", "predictions")
             self.cache.store("target", key, outcome.artifact.path, {"run_id": run.run_id, "experiment": self.cfg.name,
