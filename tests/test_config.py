@@ -18,7 +18,10 @@ def test_every_experiment_file_loads_and_validates(path: Path):
     validate(cfg)
     full = load_experiment(f"full-{path.stem}")  # every experiment also runs as full fine-tuning
     assert full.mode == "full" and full.name == f"full-{path.stem}"
-    if cfg.intermediate.strategy != "average":
+    if cfg.intermediate.strategy in ("average", "fusion"):  # they combine adapters: no full- variant
+        with pytest.raises(ConfigError, match="combines adapters; it needs mode: adapters"):
+            validate(full)
+    else:
         validate(full)
 
 
