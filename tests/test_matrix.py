@@ -10,11 +10,12 @@ from conftest import mlflow_runs, run_cli
 TARGET_ONLY_XNLI = {"xnli": {"train_size": 32, "dev_size": 16, "test_size": 12, "languages": ["de"]}}
 
 
-def _write(write_experiment, tmp_path, name: str, intermediate: dict, baseline: bool = False) -> Path:
+def _write(write_experiment, tmp_path, name: str, intermediate: dict, baseline: bool = False,
+           targets: dict = TARGET_ONLY_XNLI) -> Path:
     path = write_experiment({"name": name, "baseline": baseline}, name=f"{name}.yaml")
     raw = yaml.safe_load(path.read_text())
     raw["intermediate"] = intermediate
-    raw["target"]["tasks"] = TARGET_ONLY_XNLI
+    raw["target"]["tasks"] = targets
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -32,9 +33,14 @@ def _children(tmp_path, experiment: str) -> dict:
 def test_multitask_and_averaged_intermediate_setups(write_experiment, tmp_path):
     tasks = {"anli": {"train_size": 32, "dev_size": 16}, "sst2": {"train_size": 48, "dev_size": 16}}
     _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "mt", {"tasks": tasks, "strategy": "multitask",
-                                                                       "sampler": "uniform"}))], tmp_path))
+                                                                       "sampler": "uniform", "lr": 5e-4}))],
+                tmp_path))
     client, runs = _children(tmp_path, "mt")
     inter = runs["intermediate/multitask2"]
+    peak_lr = {name: max(m.value for m in client.get_metric_history(runs[name].info.run_id, "train/lr"))
+               for name in ("intermediate/multitask2", "target/xnli/multitask2")}
+    assert 2.5e-4 < peak_lr["intermediate/multitask2"] <= 5e-4  # intermediate.lr, not training.lr (1e-3)
+    assert peak_lr["target/xnli/multitask2"] > 5e-4  # targets keep training.lr
     assert inter.data.tags["intermediate_tasks"] == "anli,sst2"
     assert {"dev/anli/accuracy", "dev/sst2/accuracy", "dev/score"} <= set(inter.data.metrics)
     # as many steps as training the two one after another: 32/8 + 48/8
@@ -73,8 +79,10 @@ def test_mlm_mixed_into_the_intermediate_phase(write_experiment, tmp_path):
 
 def test_cache_reuses_intermediate_and_target_results_across_experiments(write_experiment, tmp_path):
     inter = {"tasks": {"anli": {"train_size": 32, "dev_size": 16}}}
-    _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "first", inter))], tmp_path))
-    _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "second", inter, baseline=True))], tmp_path))
+    targets = {**TARGET_ONLY_XNLI, "tatoeba": {"test_size": 20, "languages": ["de"]}}
+    _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "first", inter, targets=targets))], tmp_path))
+    _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "second", inter, baseline=True, targets=targets))],
+                tmp_path))
     client, first = _children(tmp_path, "first")
     client, second = _children(tmp_path, "second")
     hit = second["intermediate/anli"]
@@ -85,6 +93,10 @@ def test_cache_reuses_intermediate_and_target_results_across_experiments(write_e
     assert target.data.tags["cache"] == "hit"  # same intermediate key + same target settings
     assert target.data.metrics["test/de/accuracy"] == first["target/xnli/anli"].data.metrics["test/de/accuracy"]
     assert second["target/xnli/none"].data.tags["cache"] == "miss"  # the baseline was new
+    retrieval = second["target/tatoeba/anli"]  # scored with the same phase-2 encoder: not scored again
+    assert retrieval.data.tags["cache"] == "hit"
+    assert retrieval.data.metrics["test/de/accuracy"] == first["target/tatoeba/anli"].data.metrics["test/de/accuracy"]
+    assert second["target/tatoeba/none"].data.tags["cache"] == "miss"
     # a changed hyper-parameter is a different key: trained again
     changed = {"tasks": {"anli": {"train_size": 32, "dev_size": 16, "lr": 5e-4}}}
     _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "third", changed))], tmp_path))

@@ -98,6 +98,10 @@ class IntermediateConfig:
     frozen_in_target: bool = True  # False: phase 3 also trains the intermediate adapter
     skip_missing: bool = False  # leave out (with a warning) intermediate tasks whose data is missing
     mlm_ratio: float = 0.0  # multitask with the `mlm` task: the share of steps that are MLM batches (0 = sampler)
+    # the intermediate phase's learning rate (0 = training.lr; a task's own lr wins in a single-task
+    # phase). Multi-task adapters collapse at rates short single-task runs take: on me5-small with
+    # 3e-3 the multitask7 adapter mapped every sentence to one vector (cosine 0.99999), 1e-3 did not.
+    lr: float = 0.0
     # reuse instead of training: a local adapter folder, runs:/<run id>/<artifact path>, the name of
     # an earlier MLflow run, or a Hugging Face Hub / AdapterHub id (loaded by the adapters library)
     adapter: str = ""

@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from .models.loading import check_max_length, check_model_name, count_parameters
 from .models.setup import PhaseArtifact, encoder_model, export_setup, trainable_model, trained_model
 from .resume import RunState, config_key
 from .cache import PhaseCache, content_key, fingerprint
+from .integrity import write_manifest
 from .models.reuse import fetch_adapter
 from .models.setup import MANIFEST, average_adapters, fusion_setup
 from .setups import MLM_TASK, NO_INTERMEDIATE, Setup, check_strategy, intermediate_setups
@@ -216,12 +218,20 @@ class StiltsRecipe:
         """The model settings that decide a result (the attention kernel computes the same softmax)."""
         return {k: v for k, v in vars(self.cfg.model).items() if k != "attention"}
 
+    def _intermediate_settings(self, tasks: list[str]) -> TaskSettings:
+        """A single task's own settings, or the defaults for a multi-task phase; the learning rate
+        falls back to intermediate.lr before training.lr (the Trainer's fallback)."""
+        settings = replace(self.settings[tasks[0]]) if len(tasks) == 1 else TaskSettings()
+        settings.lr = settings.lr or self.cfg.intermediate.lr
+        return settings
+
     def _intermediate_key(self, name: str, tasks: list[str]) -> str:
         cfg, training = self.cfg, self._training_key()
         ic = cfg.intermediate
         return content_key({
             "model": self._model_key(), "model_path": self.base, "mode": cfg.mode, "adapter": vars(cfg.adapter),
             "training": training, "seed": cfg.seed, "tasks": {t: vars(self.settings[t]) for t in tasks},
+            "lr": self._intermediate_settings(tasks).lr,
             "multitask": [ic.sampler, ic.sampler_cap, ic.sampler_temperature, ic.mlm_ratio] if len(tasks) > 1 else None,
             "data": {t: [fingerprint(self.features[t]["train"]), fingerprint(self.features[t]["dev"])] for t in tasks},
         })
@@ -252,7 +262,7 @@ class StiltsRecipe:
             seed_everything(self.cfg.seed)
             model = trainable_model(self.base, self.cfg.mode, tasks, self.cfg, name=name)
             ic = self.cfg.intermediate
-            settings = self.settings[task_names[0]] if len(tasks) == 1 else TaskSettings()
+            settings = self._intermediate_settings(task_names)
             outcome = self._fit(model, tasks, settings, run, self.out / "intermediate" / name, name,
                                 Schedule(ic.sampler, ic.sampler_cap, ic.sampler_temperature,
                                          {MLM_TASK: ic.mlm_ratio} if ic.mlm_ratio else {}))
@@ -275,11 +285,7 @@ class StiltsRecipe:
                            "data": [fingerprint(feats["train"]), fingerprint(feats["dev"]),
                                     {lang: fingerprint(f) for lang, f in feats["test"].items()}]})
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
-        if self.cfg.tracking.cache and (entry := self.cache.lookup("target", key, MANIFEST)):
-            with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}) as run:
-                log.info("%s: same content key as run %s; reusing its results", unit, entry.meta.get("run_id"))
-                self._record(run, task, setup, entry.meta["results"], english_dev=entry.meta["english_dev"])
-            self.state.record(unit, done=True, results=entry.meta["results"], english_dev=entry.meta["english_dev"])
+        if self._cached_target(unit, key, task, setup, tags):
             return
         with self._unit(unit, {**tags, "cache": "miss"}) as run:
             seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
@@ -308,7 +314,14 @@ class StiltsRecipe:
         rcfg, unit = self.cfg.retrieval, f"target/{task.name}/{setup}"
         if self._reuse(unit, task, setup):
             return
-        with self._unit(unit, self._tags(setup, "target", task.name)) as run:
+        data = self.data[task.name]
+        key = content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": self.cfg.mode,
+                           "model": self._model_key(), "retrieval": vars(rcfg), "bf16": self.cfg.training.bf16,
+                           "settings": vars(self.settings[task.name]), "data": content_key([data.test, data.test_dev])})
+        tags = {**self._tags(setup, "target", task.name), "cache_key": key}
+        if self._cached_target(unit, key, task, setup, tags):
+            return
+        with self._unit(unit, {**tags, "cache": "miss"}) as run:
             model = encoder_model(self.base, self.cfg.mode, inter)
             layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
             run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
@@ -321,7 +334,21 @@ class StiltsRecipe:
                                                    out / "predictions"))
             self._record(run, task, setup, per_lang)
             run.log_artifacts(out / "predictions", "predictions")
+            if dist.is_main():
+                write_manifest(out / "predictions", MANIFEST)  # the cached result is the predictions
+            self.cache.store("target", key, out / "predictions", {"run_id": run.run_id, "experiment": self.cfg.name,
+                                                                   "results": per_lang, "english_dev": None})
         self.state.record(unit, done=True, results=per_lang, english_dev=None)
+
+    def _cached_target(self, unit: str, key: str, task: Task, setup: str, tags: dict) -> bool:
+        """Record a target result another experiment already computed under the same content key."""
+        if not (self.cfg.tracking.cache and (entry := self.cache.lookup("target", key, MANIFEST))):
+            return False
+        with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}) as run:
+            log.info("%s: same content key as run %s; reusing its results", unit, entry.meta.get("run_id"))
+            self._record(run, task, setup, entry.meta["results"], english_dev=entry.meta["english_dev"])
+        self.state.record(unit, done=True, results=entry.meta["results"], english_dev=entry.meta["english_dev"])
+        return True
 
     def _reuse(self, unit: str, task: Task, setup: str) -> bool:
         done = self.state.done(unit)

@@ -49,5 +49,7 @@ def check_strategy(cfg: ExperimentConfig) -> None:
     if ic.mlm_ratio and (MLM_TASK not in ic.tasks or ic.strategy != "multitask"):
         raise ConfigError(f"intermediate.mlm_ratio: needs strategy multitask and the '{MLM_TASK}' task among "
                           f"intermediate.tasks")
+    if ic.lr < 0:
+        raise ConfigError("intermediate.lr: must be >= 0 (0 = training.lr)")
     if ic.sampler_temperature <= 0:
         raise ConfigError("intermediate.sampler_temperature: must be > 0")
