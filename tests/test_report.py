@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from adapter_stilts.report import NO_INTERMEDIATE, ReportError, build_report
+from adapter_stilts.report import NO_INTERMEDIATE, ReportError, RowKey, Sample, build_report, keep_latest
 from adapter_stilts.tracking import Tracker
 from conftest import run_cli
 
@@ -188,7 +188,19 @@ def test_default_reads_every_experiment_and_one_seed_across_experiments(store, t
     # matrix_b's later seed-1 baseline replaces matrix_a's: one seed, not two, and a note says so
     assert table.data[base]["xnli"]["1"].run_id == store["later"]["none", "xnli"]
     assert table.cell(base, "xnli").n == 2
-    assert "runs from experiments matrix_a, matrix_b; the latest (matrix_b) is used" in table.markdown()
+    assert "runs from experiments matrix_a, matrix_b differ; the latest (matrix_b) is used" in table.markdown()
+
+
+def test_a_shared_result_with_the_same_score_is_one_sample_without_a_note():
+    row = RowKey("me5-small", "adapters", NO_INTERMEDIATE)
+    first = Sample("baseline", row, "xnli", "42", 0.5, "r1", (1, 2))
+    hit = Sample("multitask9", row, "xnli", "42", 0.5, "r2", (3, 4))  # a cache hit: the same score
+    kept, notes = keep_latest([first, hit])
+    assert kept == [hit] and notes == []
+    kept, notes = keep_latest([first, Sample("multitask9", row, "xnli", "42", 0.6, "r3", (3, 4))])
+    assert [s.run_id for s in kept] == ["r3"] and notes == [
+        "adapters: none, xnli, seed 42: runs from experiments baseline, multitask9 differ; the latest (multitask9) "
+        "is used"]
 
 
 def test_errors_name_the_store_and_the_nearest_experiment(store, tmp_path, monkeypatch):

@@ -123,16 +123,19 @@ def fetch_samples(client, experiments: list) -> tuple[list[Sample], list[str]]:
 
 def keep_latest(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
     """One sample per (row, task, seed): the latest run. Reruns of one experiment replace earlier
-    ones; the same seed from several experiments (e.g. a shared baseline) is one seed, not two."""
+    ones; the same seed from several experiments (e.g. a shared baseline) is one seed, not two.
+    A note names the experiments only where their scores differ (not for cache hits)."""
     best: dict[tuple, Sample] = {}
-    groups: dict[tuple, set[str]] = {}
+    groups: dict[tuple, list[Sample]] = {}
     for s in samples:
         k = (s.key, s.task, s.seed)
-        groups.setdefault(k, set()).add(s.experiment)
+        groups.setdefault(k, []).append(s)
         if k not in best or s.started > best[k].started:
             best[k] = s
-    notes = [f"{_label(k[0])}, {k[1]}, seed {k[2]}: runs from experiments {', '.join(sorted(e))}; "
-             f"the latest ({best[k].experiment}) is used" for k, e in groups.items() if len(e) > 1]
+    notes = [f"{_label(k[0])}, {k[1]}, seed {k[2]}: runs from experiments "
+             f"{', '.join(sorted({s.experiment for s in group}))} differ; the latest ({best[k].experiment}) is used"
+             for k, group in groups.items()
+             if len({s.experiment for s in group}) > 1 and len({s.score for s in group}) > 1]
     return list(best.values()), notes
 
 
