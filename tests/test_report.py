@@ -198,9 +198,9 @@ def test_a_shared_result_with_the_same_score_is_one_sample_without_a_note():
     kept, notes = keep_latest([first, hit])
     assert kept == [hit] and notes == []
     kept, notes = keep_latest([first, Sample("multitask9", row, "xnli", "42", 0.6, "r3", (3, 4))])
-    assert [s.run_id for s in kept] == ["r3"] and notes == [
-        "adapters: none, xnli, seed 42: runs from experiments baseline, multitask9 differ; the latest (multitask9) "
-        "is used"]
+    assert [s.run_id for s in kept] == ["r3"]
+    assert notes == ["adapters: none, xnli, seed 42: runs from experiments baseline, multitask9 differ; "
+                     + "the latest (multitask9) is used"]
 
 
 def test_errors_name_the_store_and_the_nearest_experiment(store, tmp_path, monkeypatch):
