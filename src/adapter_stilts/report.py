@@ -132,10 +132,12 @@ def keep_latest(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
         groups.setdefault(k, []).append(s)
         if k not in best or s.started > best[k].started:
             best[k] = s
-    notes = [f"{_label(k[0])}, {k[1]}, seed {k[2]}: runs from experiments "
-             f"{', '.join(sorted({s.experiment for s in group}))} differ; the latest ({best[k].experiment}) is used"
-             for k, group in groups.items()
-             if len({s.experiment for s in group}) > 1 and len({s.score for s in group}) > 1]
+    notes = []
+    for k, group in groups.items():
+        experiments = sorted({s.experiment for s in group})
+        if len(experiments) > 1 and len({s.score for s in group}) > 1:
+            notes.append(f"{_label(k[0])}, {k[1]}, seed {k[2]}: runs from experiments {', '.join(experiments)} "
+                         f"differ; the latest ({best[k].experiment}) is used")
     return list(best.values()), notes
 
 
