@@ -198,6 +198,7 @@ def run_eval(model_path: str, languages: int, test_size: int) -> None:
         wall = time.perf_counter() - t0
     print(f"zero-shot scoring (XNLI test, {len(tests)} languages, {n} examples, adapter stack + head, bf16): "
           f"{n / wall:.1f} examples/s ({wall:.1f} s)", flush=True)
+    _fusion_scoring(model, xnli, dict(list(tests.items())[:2]), cfg, tok.pad_token_id)
 
     tatoeba = get_task("tatoeba")
     tatoeba_langs = sorted(tatoeba.local_languages(source.root))
@@ -215,6 +216,34 @@ def run_eval(model_path: str, languages: int, test_size: int) -> None:
     print(f"Tatoeba, {'all ' if len(pairs) == len(tatoeba_langs) else ''}{len(pairs)} offline languages ({sentences} sentences, {distinct} distinct, layer "
           f"{layer}, batch 128, bf16): {wall:.0f} s wall, {distinct / wall:.0f} distinct sentences/s, "
           f"mean acc@1 {acc:.3f}; peak RSS {_peak_rss_gb():.2f} GB", flush=True)
+
+
+def _fusion_scoring(model, xnli, tests: dict, cfg, pad_id: int, members: int = 7) -> None:
+    """AdapterFusion over `members` adapters (fusion9's offline shape), scored as adapters hands the
+    fusion layers their inputs (a permuted stack) and as we do (contiguous_fusion_inputs)."""
+    from adapters.composition import Fuse
+
+    from adapter_stilts.evaluation.zero_shot import zero_shot_eval
+    from adapter_stilts.models.loading import adapter_config
+    from adapter_stilts.models.setup import contiguous_fusion_inputs
+
+    names = [f"member{i}" for i in range(members)]
+    for name in names:
+        model.add_adapter(name, config=adapter_config(cfg.adapter))
+    model.add_adapter_fusion(Fuse(*names))
+    model.active_adapters = Fuse(*names)
+    n, walls = sum(len(f) for f, _ in tests.values()), {}
+    for setup in ("adapters' permuted stack", "contiguous (ours)"):
+        if setup.startswith("contiguous"):
+            contiguous_fusion_inputs(model)
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            zero_shot_eval(model, xnli, tests, pad_id, cfg.training.bf16, Path(out))
+            walls[setup] = time.perf_counter() - t0
+        print(f"zero-shot scoring, AdapterFusion over {members} adapters, {setup} (XNLI test, {len(tests)} "
+              f"languages, {n} examples, bf16): {n / walls[setup]:.1f} examples/s ({walls[setup]:.1f} s)", flush=True)
+    print(f"fusion scoring speed, contiguous/permuted: {walls[next(iter(walls))] / walls['contiguous (ours)']:.2f}x",
+          flush=True)
 
 
 def _summary(name: str, results: list[dict]) -> str:

@@ -278,12 +278,10 @@ class StiltsRecipe:
         if self._reuse(unit, task, setup):
             return
         feats = self.features[task.name]
-        key = content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": self.cfg.mode,
-                           "settings": vars(self.settings[task.name]), "frozen": self.cfg.intermediate.frozen_in_target,
-                           "seed": self.cfg.seed, "model": self._model_key(), "adapter": vars(self.cfg.adapter),
-                           "training": self._training_key(),
-                           "data": [fingerprint(feats["train"]), fingerprint(feats["dev"]),
-                                    {lang: fingerprint(f) for lang, f in feats["test"].items()}]})
+        key = self._target_key(task, setup, frozen=self.cfg.intermediate.frozen_in_target, seed=self.cfg.seed,
+                               adapter=vars(self.cfg.adapter), training=self._training_key(),
+                               data=[fingerprint(feats["train"]), fingerprint(feats["dev"]),
+                                     {lang: fingerprint(f) for lang, f in feats["test"].items()}])
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return
@@ -315,9 +313,8 @@ class StiltsRecipe:
         if self._reuse(unit, task, setup):
             return
         data = self.data[task.name]
-        key = content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": self.cfg.mode,
-                           "model": self._model_key(), "retrieval": vars(rcfg), "bf16": self.cfg.training.bf16,
-                           "settings": vars(self.settings[task.name]), "data": content_key([data.test, data.test_dev])})
+        key = self._target_key(task, setup, retrieval=vars(rcfg), bf16=self.cfg.training.bf16,
+                               data=content_key([data.test, data.test_dev]))
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return
@@ -339,6 +336,13 @@ class StiltsRecipe:
             self.cache.store("target", key, out / "predictions", {"run_id": run.run_id, "experiment": self.cfg.name,
                                                                    "results": per_lang, "english_dev": None})
         self.state.record(unit, done=True, results=per_lang, english_dev=None)
+
+    def _target_key(self, task: Task, setup: str, **specific) -> str:
+        """The content key of a target result: the parts every target result depends on (the
+        intermediate result it starts from, the task and its settings, mode, model), plus those
+        specific to how it is obtained (trained, or scored by retrieval)."""
+        return content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": self.cfg.mode,
+                            "model": self._model_key(), "settings": vars(self.settings[task.name]), **specific})
 
     def _cached_target(self, unit: str, key: str, task: Task, setup: str, tags: dict) -> bool:
         """Record a target result another experiment already computed under the same content key."""

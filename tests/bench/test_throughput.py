@@ -24,5 +24,7 @@ def test_evaluation_benchmark_runs_on_a_tiny_model(tiny_model_dir, data_dir):
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert lines[-2].startswith("zero-shot scoring (XNLI test, 2 languages, 40 examples")
+    assert lines[-5].startswith("zero-shot scoring (XNLI test, 2 languages, 40 examples")
+    assert "permuted stack" in lines[-4] and "contiguous (ours)" in lines[-3] and "examples/s" in lines[-3]
+    assert lines[-2].startswith("fusion scoring speed, contiguous/permuted: ")
     assert lines[-1].startswith("Tatoeba, 2 offline languages") and "s wall" in lines[-1]
