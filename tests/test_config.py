@@ -18,6 +18,7 @@ def test_every_experiment_file_loads_and_validates(path: Path):
     validate(cfg)
     full = load_experiment(f"full-{path.stem}")  # every experiment also runs as full fine-tuning
     assert full.mode == "full" and full.name == f"full-{path.stem}"
+    assert max(full.training.lr, full.intermediate.lr) < 1e-3  # full_overrides: no adapter rates
     if cfg.intermediate.strategy in ("average", "fusion"):  # they combine adapters: no full- variant
         with pytest.raises(ConfigError, match="combines adapters; it needs mode: adapters"):
             validate(full)
@@ -110,3 +111,21 @@ def test_zero_stage_out_of_range(tmp_path):
 def test_unknown_experiment_name_suggests():
     with pytest.raises(ConfigError, match="Did you mean 'demo'"):
         load_experiment("dmeo")
+
+
+def test_full_variant_applies_full_overrides_and_set_wins(tmp_path, monkeypatch):
+    from adapter_stilts import config
+
+    base, full = load_experiment("multitask9"), load_experiment("full-multitask9")
+    assert base.full_overrides  # the matrix states its full fine-tuning rates (inherited from baseline)
+    assert full.mode == "full" and full.name == "full-multitask9"
+    assert full.training.lr < base.training.lr / 10 and full.intermediate.lr < base.intermediate.lr / 10
+    assert full.model.dropout > 0 and base.model.dropout == 0
+    assert base.training.lr == 3e-3  # the adapters experiment itself is untouched
+    assert load_experiment("full-multitask9", ["training.lr=7e-5"]).training.lr == 7e-5  # --set wins
+    (tmp_path / "demo.yaml").write_text((EXPERIMENTS_DIR / "demo.yaml").read_text())
+    (tmp_path / "badfull.yaml").write_text('extends: demo\nname: badfull\nfull_overrides: ["training.lrr=1e-4"]\n')
+    monkeypatch.setattr(config, "EXPERIMENTS_DIR", tmp_path)
+    assert load_experiment("badfull").training.lr == 3e-3  # the adapters experiment still loads
+    with pytest.raises(ConfigError, match=r"full_overrides \['training.lrr=1e-4'\].*unknown key 'training.lrr'"):
+        load_experiment("full-badfull")

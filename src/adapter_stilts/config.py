@@ -144,6 +144,9 @@ class ExperimentConfig:
     target: TargetConfig = field(default_factory=TargetConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # what `full-<experiment>` sets besides mode=full, as `key.path=value` (the --set syntax; --set
+    # wins): full fine-tuning moves every encoder weight and needs far smaller steps than an adapter
+    full_overrides: list[str] = field(default_factory=list)
     source_file: str = ""  # set by the loader; not a user field
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,7 +288,11 @@ def load_experiment(exp: str, overrides: list[str] | None = None) -> ExperimentC
     """Load `experiments/<exp>.yaml` (or a path), apply `key.path=value` overrides, validate types.
     `full-<exp>` is <exp> in full fine-tuning mode; `<prefix>-<task>` fills a `<prefix>-TASK` template."""
     if exp.startswith(FULL_PREFIX) and not (EXPERIMENTS_DIR / f"{exp}.yaml").is_file() and not Path(exp).suffix:
-        cfg = load_experiment(exp[len(FULL_PREFIX):], ["mode=full", *(overrides or [])])
+        base = load_experiment(exp[len(FULL_PREFIX):], overrides)  # the user's own errors surface here
+        try:
+            cfg = load_experiment(exp[len(FULL_PREFIX):], ["mode=full", *base.full_overrides, *(overrides or [])])
+        except ConfigError as e:
+            raise ConfigError(f"full_overrides {base.full_overrides} (from {base.source_file} or a parent): {e}") from None
         cfg.name = f"{FULL_PREFIX}{cfg.name}"
         return cfg
     path = resolve_experiment_path(exp)

@@ -61,6 +61,10 @@ def validate(cfg: ExperimentConfig) -> None:
                 raise ConfigError(f"{section}.tasks.{name}: {e}") from None
             if section == "intermediate" and not task.trains:
                 raise ConfigError(f"intermediate.tasks.{name}: a {task.family} task has no training data")
+    if cfg.mode == "full" and max(cfg.training.lr, cfg.intermediate.lr) >= 1e-3:
+        log.warning("mode full with training.lr %g / intermediate.lr %g: rates for adapters; full fine-tuning "
+                    "usually takes 1e-5..1e-4 (set them in the experiment's full_overrides or with --set)",
+                    cfg.training.lr, cfg.intermediate.lr)
     load_ds_config(cfg.training.deepspeed)
     batch_layout(cfg.training, dist.world_size())
     check_model_name(cfg.model.name)

@@ -125,7 +125,8 @@ def contiguous_fusion_inputs(model) -> None:
     """adapters hands each fusion layer the fused adapters' outputs as a permuted stack (not
     contiguous); under CPU bf16 autocast a Linear on such a tensor takes a slow path (one
     [16, 128, 7, 384] key projection: 827 ms vs 30 ms contiguous, 1 thread), which made fusion
-    targets ~20x slower than the other setups. A contiguous copy gives the same numbers."""
+    scoring ~10x slower than the other setups (pytorch/pytorch#151934). A contiguous copy gives
+    the same numbers."""
     from adapters.methods.modeling import BertFusion
 
     def contiguous(module, args):
