@@ -317,8 +317,11 @@ class StiltsRecipe:
         if self._reuse(unit, task, setup):
             return
         data = self.data[task.name]
+        # a fusion setup's encoder averages its adapters' outputs; scores before the Average weights
+        # fix (models/setup.py: encoder_model) must not be reused
+        fused = {"fusion_average": "weights 1"} if inter and inter.fusion_members else {}
         key = self._target_key(task, setup, retrieval=vars(rcfg), bf16=self.cfg.training.bf16,
-                               data=content_key([data.test, data.test_dev]))
+                               data=content_key([data.test, data.test_dev]), **fused)
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return

@@ -1,5 +1,6 @@
 """Phase models under DeepSpeed: what is frozen, and that ZeRO-3-saved results are complete."""
 import os
+import shutil
 
 import pytest
 import torch
@@ -160,3 +161,23 @@ def test_fusion_layers_get_contiguous_inputs_and_the_same_outputs(tiny_model_dir
             m._forward_pre_hooks.clear()
         slow = model(**batch).logits
     assert torch.equal(fast, slow)
+
+
+def test_fusion_retrieval_encoder_averages_its_adapters_outputs(tiny_model_dir, tmp_path, process_group):
+    """With no target task a fusion setup's encoder averages its adapters' outputs: two copies of
+    one adapter give exactly that adapter's hidden states (the library's default Average weights
+    1/n are applied and then averaged again, which scaled every adapter layer's output by 1/n)."""
+    from adapter_stilts.models.setup import PhaseArtifact, encoder_model, fusion_setup
+
+    torch.manual_seed(0)
+    engine = _train(trainable_model(str(tiny_model_dir), "adapters", get_task("anli"), _cfg()), stage=0, steps=2)
+    single = save_phase(engine.module, tmp_path / "anli", "adapters", "anli", zero3=False)
+    shutil.copytree(single.path, tmp_path / "anli_twin")
+    twin = PhaseArtifact(tmp_path / "anli_twin", "adapters", "anli_twin")
+    batch = _batch(seed=4)
+    batch.pop("labels")
+    with torch.no_grad():
+        alone = encoder_model(str(tiny_model_dir), "adapters", single)(**batch, output_hidden_states=True)
+        both = encoder_model(str(tiny_model_dir), "adapters", fusion_setup([single, twin], tmp_path / "f", "f"))(
+            **batch, output_hidden_states=True)
+    assert torch.allclose(both.hidden_states[-1], alone.hidden_states[-1], atol=1e-5)

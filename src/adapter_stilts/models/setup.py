@@ -188,7 +188,10 @@ def encoder_model(base: str, mode: str, inter: PhaseArtifact | None):
 
     model = _with_intermediate(base, mode, inter, 0.0)
     if inter and inter.fusion_members:  # no target task, so no trained fusion layer: average their outputs
-        model.active_adapters = Average(*inter.fusion_members)
+        # weights 1, not the default 1/n: adapters multiplies each output by its weight and then takes
+        # the mean, so 1/n scaled every adapter layer's output by 1/n (fusion7's Tatoeba fell 91 -> 47)
+        members = list(inter.fusion_members)
+        model.active_adapters = Average(*members, weights=[1.0] * len(members), normalize_weights=False)
     elif inter and mode == "adapters":
         model.active_adapters = INTERMEDIATE
     return model.eval()
