@@ -233,8 +233,9 @@ def _fusion_scoring(model, xnli, tests: dict, cfg, pad_id: int, members: int = 7
     model.add_adapter_fusion(Fuse(*names))
     model.active_adapters = Fuse(*names)
     n, walls = sum(len(f) for f, _ in tests.values()), {}
-    for setup in ("adapters' permuted stack", "contiguous (ours)"):
-        if setup.startswith("contiguous"):
+    permuted, contiguous = "adapters' permuted stack", "contiguous (ours)"
+    for setup in (permuted, contiguous):
+        if setup == contiguous:
             contiguous_fusion_inputs(model)
         with tempfile.TemporaryDirectory() as out:
             t0 = time.perf_counter()
@@ -242,8 +243,7 @@ def _fusion_scoring(model, xnli, tests: dict, cfg, pad_id: int, members: int = 7
             walls[setup] = time.perf_counter() - t0
         print(f"zero-shot scoring, AdapterFusion over {members} adapters, {setup} (XNLI test, {len(tests)} "
               f"languages, {n} examples, bf16): {n / walls[setup]:.1f} examples/s ({walls[setup]:.1f} s)", flush=True)
-    print(f"fusion scoring speed, contiguous/permuted: {walls[next(iter(walls))] / walls['contiguous (ours)']:.2f}x",
-          flush=True)
+    print(f"fusion scoring speed, contiguous/permuted: {walls[permuted] / walls[contiguous]:.2f}x", flush=True)
 
 
 def _summary(name: str, results: list[dict]) -> str:
