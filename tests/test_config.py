@@ -91,6 +91,7 @@ def test_bad_files_name_the_field(tmp_path, text, message):
     (["training.batch_size=30", "training.micro_batch_size=8"], "not a multiple of micro_batch_size=8"),
     (["target.tasks={}"], "target.tasks: at least one target task is required"),
     (["intermediate.lr=-1e-3"], "intermediate.lr: must be >= 0 (0 = training.lr)"),
+    (["intermediate.fusion_lr=-1e-5"], "intermediate.fusion_lr: must be >= 0 (0 = the target's lr)"),
 ])
 def test_validation_fails_before_compute(override, message, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

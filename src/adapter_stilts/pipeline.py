@@ -282,10 +282,12 @@ class StiltsRecipe:
         if self._reuse(unit, task, setup):
             return
         feats = self.features[task.name]
+        # fusion layers train at their own rate; no other setup's key gets the part
+        fused = {"fusion_lr": self.cfg.intermediate.fusion_lr} if inter and inter.fusion_members else {}
         key = self._target_key(task, setup, frozen=self.cfg.intermediate.frozen_in_target, seed=self.cfg.seed,
                                adapter=vars(self.cfg.adapter), training=self._training_key(),
                                data=[fingerprint(feats["train"]), fingerprint(feats["dev"]),
-                                     {lang: fingerprint(f) for lang, f in feats["test"].items()}])
+                                     {lang: fingerprint(f) for lang, f in feats["test"].items()}], **fused)
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return

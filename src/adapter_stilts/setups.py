@@ -51,5 +51,7 @@ def check_strategy(cfg: ExperimentConfig) -> None:
                           f"intermediate.tasks")
     if ic.lr < 0:
         raise ConfigError("intermediate.lr: must be >= 0 (0 = training.lr)")
+    if ic.fusion_lr < 0:
+        raise ConfigError("intermediate.fusion_lr: must be >= 0 (0 = the target's lr)")
     if ic.sampler_temperature <= 0:
         raise ConfigError("intermediate.sampler_temperature: must be > 0")

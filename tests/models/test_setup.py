@@ -132,21 +132,26 @@ def test_exported_setup_restores_the_whole_stack(tiny_model_dir, tmp_path, proce
         assert not torch.allclose(without.eval()(**batch).logits, expected, atol=1e-4)
 
 
-def test_fusion_layers_get_contiguous_inputs_and_the_same_outputs(tiny_model_dir, tmp_path, process_group):
-    """The fused adapters' outputs reach each fusion layer as one contiguous tensor (a permuted
-    stack sent CPU bf16 matmuls down a ~27x slower path), with unchanged outputs."""
-    from adapters.methods.modeling import BertFusion
-
+def _fusion_model(model_dir, tmp_path):
+    """An XNLI model over an AdapterFusion layer of two briefly trained single-task adapters."""
     from adapter_stilts.models.setup import fusion_setup
 
     cfg = _cfg()
     singles = []
     for i, name in enumerate(("anli", "mnli")):
         torch.manual_seed(i)
-        engine = _train(trainable_model(str(tiny_model_dir), "adapters", get_task(name), cfg), stage=0, steps=1)
+        engine = _train(trainable_model(str(model_dir), "adapters", get_task(name), cfg), stage=0, steps=1)
         singles.append(save_phase(engine.module, tmp_path / name, "adapters", name, zero3=False))
-    model = trainable_model(str(tiny_model_dir), "adapters", get_task("xnli"), cfg,
-                            fusion_setup(singles, tmp_path / "fusion2", "fusion2")).eval()
+    return trainable_model(str(model_dir), "adapters", get_task("xnli"), cfg,
+                           fusion_setup(singles, tmp_path / "fusion2", "fusion2"))
+
+
+def test_fusion_layers_get_contiguous_inputs_and_the_same_outputs(tiny_model_dir, tmp_path, process_group):
+    """The fused adapters' outputs reach each fusion layer as one contiguous tensor (a permuted
+    stack sent CPU bf16 matmuls down a ~27x slower path), with unchanged outputs."""
+    from adapters.methods.modeling import BertFusion
+
+    model = _fusion_model(tiny_model_dir, tmp_path).eval()
     fusions = [m for m in model.modules() if isinstance(m, BertFusion)]
     assert fusions
     seen = []
@@ -181,3 +186,20 @@ def test_fusion_retrieval_encoder_averages_its_adapters_outputs(tiny_model_dir, 
         both = encoder_model(str(tiny_model_dir), "adapters", fusion_setup([single, twin], tmp_path / "f", "f"))(
             **batch, output_hidden_states=True)
     assert torch.allclose(both.hidden_states[-1], alone.hidden_states[-1], atol=1e-5)
+
+
+def test_fusion_layers_train_at_their_own_rate(tiny_model_dir, tmp_path, process_group):
+    """intermediate.fusion_lr reaches the optimizer: every AdapterFusion parameter at that rate,
+    the head at the target's; nothing else trains."""
+    from adapter_stilts.models.setup import FUSION_PARAMETERS
+
+    model = _fusion_model(tiny_model_dir, tmp_path)
+    fusion = {id(p) for n, p in model.named_parameters() if FUSION_PARAMETERS in n}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert fusion and fusion < trainable
+    engine, _ = build_engine(model, load_ds_config("zero2"), _cfg().training, 3e-3, 4, 1, {FUSION_PARAMETERS: 5e-5})
+    rate = {id(p): g["lr"] for g in engine.optimizer.param_groups for p in g["params"]}
+    assert set(rate) == trainable
+    assert {rate[i] for i in fusion} == {5e-5}
+    assert {rate[i] for i in trainable - fusion} == {3e-3}
+    assert engine.get_lr()[0] == 3e-3  # train/lr logs the phase's own rate

@@ -21,6 +21,7 @@ INTERMEDIATE = "inter"  # the name a loaded intermediate adapter gets in phase 3
 INTERMEDIATE_TUNED = "intermediate_adapter"  # where phase 3 saves it when it was not frozen
 MANIFEST = "manifest.json"
 FUSION_MEMBERS = "fusion_members.json"
+FUSION_PARAMETERS = "adapter_fusion_layer"  # in the names of the AdapterFusion layers' parameters
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .. import distributed as dist
 from ..config import ConfigError, ExperimentConfig, TaskSettings
 from ..evaluation.predict import predict_logits
-from ..models.setup import PhaseArtifact, save_phase
+from ..models.setup import FUSION_PARAMETERS, PhaseArtifact, save_phase
 from ..tasks.families import family_of
 from ..tasks.registry import Task
 from ..tracking import RunHandle
@@ -94,7 +94,8 @@ class Trainer:
                           self.schedule.temperature, self.schedule.fixed)
         total = len(plan)
         steps_per_epoch = total // epochs
-        engine, _ = build_engine(self.model, self.ds_config, tcfg, lr, total, world)
+        engine, _ = build_engine(self.model, self.ds_config, tcfg, lr, total, world,
+                                 {FUSION_PARAMETERS: self.cfg.intermediate.fusion_lr})
         self.engine, self.zero3 = engine, zero_stage(self.ds_config) == 3
         self.checkpoints = checkpoints_of(self.out, tcfg.keep_checkpoints, exclude_frozen=self.cfg.mode == "adapters")
         # Metrics reach MLflow just before each checkpoint; what an earlier attempt already logged
