@@ -103,9 +103,8 @@ class IntermediateConfig:
     # 3e-3 the multitask7 adapter mapped every sentence to one vector (cosine 0.99999), 1e-3 did not.
     lr: float = 0.0
     # fusion: phase 3's learning rate for the AdapterFusion layers (the target's head keeps the
-    # target's lr). At 3e-3 the fusion layers' identity-initialised value matrices were pushed far off
-    # in 25-56 steps and fusion7 lost 5.3 points against no intermediate task; the AdapterFusion paper
-    # trains them at 5e-5. 0 = the target's lr.
+    # target's lr; 0 = the target's lr too). The default is the AdapterFusion paper's, for runs of
+    # many epochs; short runs need more (baseline.yaml: 1e-3, from a probe).
     fusion_lr: float = 5.0e-5
     # reuse instead of training: a local adapter folder, runs:/<run id>/<artifact path>, the name of
     # an earlier MLflow run, or a Hugging Face Hub / AdapterHub id (loaded by the adapters library)
