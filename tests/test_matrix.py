@@ -97,6 +97,13 @@ def test_cache_reuses_intermediate_and_target_results_across_experiments(write_e
     assert retrieval.data.tags["cache"] == "hit"
     assert retrieval.data.metrics["test/de/accuracy"] == first["target/tatoeba/anli"].data.metrics["test/de/accuracy"]
     assert second["target/tatoeba/none"].data.tags["cache"] == "miss"
+    # full fine-tuning scores the same raw encoder (and dropout is off when scoring): not scored again
+    full = _write(write_experiment, tmp_path, "fullnone", {"tasks": {}}, baseline=True,
+                  targets={"tatoeba": targets["tatoeba"]})
+    _ok(run_cli(["--exp", str(full), "--set", "mode=full", "--set", "model.dropout=0.3"], tmp_path))
+    raw = _children(tmp_path, "fullnone")[1]["target/tatoeba/none"]
+    assert raw.data.tags["mode"] == "full" and raw.data.tags["cache"] == "hit"
+    assert raw.data.metrics["test/de/accuracy"] == second["target/tatoeba/none"].data.metrics["test/de/accuracy"]
     # a changed hyper-parameter is a different key: trained again
     changed = {"tasks": {"anli": {"train_size": 32, "dev_size": 16, "lr": 5e-4}}}
     _ok(run_cli(["--exp", str(_write(write_experiment, tmp_path, "third", changed))], tmp_path))

@@ -322,8 +322,8 @@ class StiltsRecipe:
         # a fusion setup's encoder averages its adapters' outputs; scores before the Average weights
         # fix (models/setup.py: encoder_model) must not be reused
         fused = {"fusion_average": "weights 1"} if inter and inter.fusion_members else {}
-        key = self._target_key(task, setup, retrieval=vars(rcfg), bf16=self.cfg.training.bf16,
-                               data=content_key([data.test, data.test_dev]), **fused)
+        key = self._target_key(task, setup, raw_encoder=inter is None, retrieval=vars(rcfg),
+                               bf16=self.cfg.training.bf16, data=content_key([data.test, data.test_dev]), **fused)
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return
@@ -346,12 +346,18 @@ class StiltsRecipe:
                                                                    "results": per_lang, "english_dev": None})
         self.state.record(unit, done=True, results=per_lang, english_dev=None)
 
-    def _target_key(self, task: Task, setup: str, **specific) -> str:
+    def _target_key(self, task: Task, setup: str, raw_encoder: bool = False, **specific) -> str:
         """The content key of a target result: the parts every target result depends on (the
         intermediate result it starts from, the task and its settings, mode, model), plus those
-        specific to how it is obtained (trained, or scored by retrieval)."""
-        return content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": self.cfg.mode,
-                            "model": self._model_key(), "settings": vars(self.settings[task.name]), **specific})
+        specific to how it is obtained (trained, or scored by retrieval).
+
+        `raw_encoder`: scored with the untouched base encoder, which is the same in both modes and
+        has no dropout when scoring, so `full-*` experiments reuse the adapters-mode `none` scores."""
+        model, mode = self._model_key(), self.cfg.mode
+        if raw_encoder:
+            model, mode = {k: v for k, v in model.items() if k != "dropout"}, "any"
+        return content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": mode,
+                            "model": model, "settings": vars(self.settings[task.name]), **specific})
 
     def _cached_target(self, unit: str, key: str, task: Task, setup: str, tags: dict) -> bool:
         """Record a target result another experiment already computed under the same content key."""
