@@ -37,6 +37,9 @@ class ModelConfig:
 class DataConfig:
     source: str = "auto"  # auto (local folder when present, else hub) | local | hub
     local_dir: str = "../shared/data"  # relative paths are relative to the repository root
+    # draws the dev and test subsets (dev_size, test_size); `seed` draws the training subset: every
+    # training seed is then scored on the same examples, so a cell's spread is training variance
+    eval_seed: int = 42
 
 
 @dataclass

@@ -100,7 +100,7 @@ class StiltsRecipe:
             for name, settings in list(getattr(cfg, section).tasks.items()):
                 try:
                     self.data[name] = load_task_data(get_task(name), settings, self.source, cfg.seed, section,
-                                                     cfg.target.benchmark)
+                                                     cfg.target.benchmark, cfg.data.eval_seed)
                 except DataError as e:
                     if section == "target" or not cfg.intermediate.skip_missing:
                         raise

@@ -89,6 +89,15 @@ def test_subset_is_seeded_and_ordered():
     assert subset(items, 0, 3) == items
 
 
+def test_training_seeds_share_the_dev_and_test_subsets(data_dir):
+    settings, source = TaskSettings(train_size=50, dev_size=20, test_size=30, languages=["de"]), DataSource("local", data_dir)
+    a, b = (load_task_data(get_task("xnli"), settings, source, seed, "target", eval_seed=42) for seed in (1, 2))
+    assert a.train != b.train  # each training seed draws its own training examples
+    assert a.dev == b.dev and a.test == b.test and len(a.test["de"]) == 30
+    c = load_task_data(get_task("xnli"), settings, source, 1, "target", eval_seed=43)
+    assert c.train == a.train and c.test != a.test
+
+
 def test_empty_split_is_a_clear_error(tmp_path):
     (tmp_path / "xnli" / "xtreme").mkdir(parents=True)
     (tmp_path / "xnli" / "xtreme" / "dev-en.tsv").write_text("")

@@ -96,7 +96,10 @@ def bind_labels(task: Task, train: list[dict]) -> Task:
 
 
 def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed: int, role: str,
-                   benchmark: str = "xtreme") -> TaskData:
+                   benchmark: str = "xtreme", eval_seed: int | None = None) -> TaskData:
+    """`seed` draws the training subset, `eval_seed` (default: `seed`) the dev and test subsets."""
+    eval_seed = seed if eval_seed is None else eval_seed
+
     def load(split: str, lang: str) -> list[dict]:
         if source.kind == "local":
             examples = task.load_local(source.root, split, lang)
@@ -109,11 +112,11 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
     data = TaskData(task)
     if task.trains:
         data.train = subset(load("train", task.train_language), settings.train_size, seed)
-        data.dev = subset(load("dev", task.train_language), settings.dev_size, seed)
+        data.dev = subset(load("dev", task.train_language), settings.dev_size, eval_seed)
         data.task = bind_labels(task, data.train)
     if role == "target":
         for lang in test_languages(task, settings, source, benchmark):
-            data.test[lang] = subset(load("test", lang), settings.test_size, seed)
+            data.test[lang] = subset(load("test", lang), settings.test_size, eval_seed)
             if not task.trains and "dev" in task.splits:
                 data.test_dev[lang] = load("dev", lang)
     log.info("%s: %d train, %d dev, %d test languages (%s)", task.name, len(data.train), len(data.dev),
