@@ -126,6 +126,19 @@ def test_cells_are_means_over_seeds_with_std_and_gain(store):
     assert avg.gain == pytest.approx(per_seed.mean() - base_avg)
 
 
+def test_gain_is_paired_with_the_baselines_runs_of_the_same_seeds():
+    from adapter_stilts.report import Table
+    none, mnli = RowKey(ADAPTERS, "adapters", NO_INTERMEDIATE), RowKey(ADAPTERS, "adapters", "mnli")
+    base = [Sample("baseline", none, "xnli", seed, score, f"b{seed}", (1, 2)) for seed, score in (("42", 0.50), ("43", 0.40))]
+    table = Table(base + [Sample("single", mnli, "xnli", "42", 0.55, "m42", (3, 4))])
+    assert table.cell(mnli, "xnli").gain == pytest.approx(0.05)  # against seed 42's 0.50, not the mean 0.45
+    assert table.cell(mnli, "avg").gain == pytest.approx(0.05)
+    assert table.records()[-1]["baseline"] == pytest.approx(50.0)
+    # a seed the baseline lacks: its mean over every seed it has
+    table = Table(base + [Sample("single", mnli, "xnli", "7", 0.55, "m7", (3, 4))])
+    assert table.cell(mnli, "xnli").gain == pytest.approx(0.10)
+
+
 def test_latest_run_wins_and_unfinished_runs_are_ignored(store):
     table = store["report"].table
     row = _row(table, "adapters", "anli_plus")

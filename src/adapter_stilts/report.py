@@ -187,12 +187,19 @@ class Table:
         return {seed: (float(np.mean([runs[t][seed].score for t in runs])),
                        ",".join(sorted({runs[t][seed].experiment for t in runs})), "") for seed in seeds}
 
+    def _paired_base_mean(self, row: RowKey, task: str) -> float:
+        """The baseline's mean on the seeds `row` has, where it has them all: a paired comparison
+        (with data.eval_seed fixed, both saw the same dev and test items); else on all its seeds."""
+        have, seeds = self.data[self.baseline(row)][task], self.data[row][task]
+        return float(np.mean([have[s].score for s in seeds] if set(seeds) <= set(have)
+                             else [s.score for s in have.values()]))
+
     def baseline_mean(self, row: RowKey, task: str) -> float | None:
-        """The baseline row's mean over its seeds (avg: over this row's tasks, if it has them all)."""
+        """The baseline row's mean on this row's seeds (avg: over this row's tasks, if it has them all)."""
         base, tasks = self.baseline(row), list(self.data[row]) if task == AVG else [task]
         if base is None or any(t not in self.data[base] for t in tasks):
             return None
-        return float(np.mean([self._mean(base, t) for t in tasks]))
+        return float(np.mean([self._paired_base_mean(row, t) for t in tasks]))
 
     def shared_tasks(self, row: RowKey) -> list[str]:
         """The tasks an avg gain is over: the row's tasks that its baseline has too."""
@@ -215,14 +222,14 @@ class Table:
             aligned = all(s == seeds[0] for s in seeds)
             values = [v[0] for v in self.per_seed(row, AVG).values()] if aligned else []
             mean = float(np.mean([self._mean(row, t) for t in self.data[row]]))
-            shared, base = self.shared_tasks(row), self.baseline(row)
-            gain = float(np.mean([self._mean(row, t) - self._mean(base, t) for t in shared])) if shared else None
+            shared = self.shared_tasks(row)
+            gain = float(np.mean([self._mean(row, t) - self._paired_base_mean(row, t) for t in shared])) if shared else None
         std = float(np.std(values, ddof=1)) if len(values) > 1 else None
         return Cell(mean, std, len(values), gain)
 
     def records(self) -> list[dict]:
         """The long format: one line per (row, task, seed), in points; task "avg" per seed that
-        has every task of its row. baseline: the baseline row's mean over its seeds."""
+        has every task of its row. baseline: the baseline row's mean on the row's seeds."""
         out = []
         for row in self.rows:
             for task in [t for t in self.tasks if t in self.data[row]] + [AVG]:
@@ -257,7 +264,8 @@ class Table:
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "Scores x100 (QA: (EM+F1)/2), mean over languages; "
                   + ("mean ± sample std over n seeds; " if self.multi_seed else "")
-                  + f"(+x) = gain over the '{NO_INTERMEDIATE}' row of the same mode and model. avg = mean over tasks."]
+                  + f"(+x) = gain over the '{NO_INTERMEDIATE}' row of the same mode and model"
+                  + (" on the same seeds" if self.multi_seed else "") + ". avg = mean over tasks."]
         return "\n".join(lines + [f"- {n}" for n in footnotes + self.notes]) + "\n"
 
     def plot(self, path: Path) -> None:
