@@ -60,9 +60,9 @@ def test_me5_small_extractive_qa_beats_the_first_sentence_baseline(write_experim
     m = _run_target(write_experiment, tmp_path, "xquad",
                     {"train_size": 320, "dev_size": 80, "test_size": test_size, "languages": langs,
                      "max_length": 160}, training={"lr": 2e-3})
-    seed = yaml.safe_load((tmp_path / "exp.yaml").read_text())["seed"]
+    eval_seed = yaml.safe_load((tmp_path / "exp.yaml").read_text())["data"]["eval_seed"]
     for lang in langs:  # the no-skill baseline on exactly the questions the run was scored on
-        questions = subset(get_task("xquad").load_local(data_dir, "test", lang), test_size, seed)
+        questions = subset(get_task("xquad").load_local(data_dir, "test", lang), test_size, eval_seed)
         base = squad_scores([_first_sentence(q["context"]) for q in questions],
                             [[a["text"] for a in q["answers"]] for q in questions])
         assert m[f"test/{lang}/f1"] > base["f1"] + 0.05, (lang, m[f"test/{lang}/f1"], base)
