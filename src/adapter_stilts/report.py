@@ -201,6 +201,14 @@ class Table:
             return None
         return float(np.mean([self._paired_base_mean(row, t) for t in tasks]))
 
+    def _base_score(self, row: RowKey, task: str, seed: str) -> float | None:
+        """The baseline's score at `seed` (avg: over this row's tasks); its mean on this row's seeds
+        where it lacks that seed."""
+        base, tasks = self.baseline(row), list(self.data[row]) if task == AVG else [task]
+        if base and all(seed in self.data[base].get(t, {}) for t in tasks):
+            return float(np.mean([self.data[base][t][seed].score for t in tasks]))
+        return self.baseline_mean(row, task)
+
     def shared_tasks(self, row: RowKey) -> list[str]:
         """The tasks an avg gain is over: the row's tasks that its baseline has too."""
         base = self.baseline(row)
@@ -229,13 +237,13 @@ class Table:
 
     def records(self) -> list[dict]:
         """The long format: one line per (row, task, seed), in points; task "avg" per seed that
-        has every task of its row. baseline: the baseline row's mean on the row's seeds."""
+        has every task of its row. baseline: the baseline row's score at the same seed (paired)."""
         out = []
         for row in self.rows:
             for task in [t for t in self.tasks if t in self.data[row]] + [AVG]:
-                b = self.baseline_mean(row, task)
                 for seed, (score, exp, run_id) in sorted(self.per_seed(row, task).items(),
                                                          key=lambda kv: _seed_order(kv[0])):
+                    b = self._base_score(row, task, seed)
                     out.append(dict(model=row.model, mode=row.mode, setup=row.setup, task=task, seed=seed,
                                     score=_points(score), baseline=_points(b),
                                     gain=None if b is None else _points(score - b), experiment=exp, run_id=run_id))
