@@ -4,11 +4,17 @@
 single-process defaults so DeepSpeed does not go looking for MPI."""
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
+STALE_BUILD_LOCK_S = 600  # a JIT build of DeepSpeed's CPU ops takes well under a minute
 
 
 def _free_port() -> int:
@@ -27,9 +33,31 @@ def prepare_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def remove_stale_build_locks(max_age_s: float = STALE_BUILD_LOCK_S) -> list[Path]:
+    """torch's JIT extension builds (DeepSpeed's CPU communication op, loaded at start-up) wait
+    silently and forever on a `lock` file that a killed build left behind; remove the locks older
+    than any real build."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    removed = []
+    for lock in [*root.glob("*/lock"), *root.glob("*/*/lock")]:
+        try:
+            age = time.time() - lock.stat().st_mtime
+            if age > max_age_s:
+                lock.unlink()
+                removed.append(lock)
+                log.warning("Removed a stale build lock %s (%.0f min old, left by a killed build): "
+                            "every later run would have waited on it forever", lock, age / 60)
+        except FileNotFoundError:  # another rank removed it first
+            continue
+    return removed
+
+
 def init() -> tuple[int, int]:
     """Initialise the process group (gloo on CPU) and split the CPU threads between local ranks."""
     prepare_environment()
+    remove_stale_build_locks()
     import deepspeed
     import torch.distributed as dist
 
