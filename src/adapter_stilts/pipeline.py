@@ -322,7 +322,7 @@ class StiltsRecipe:
         # a fusion setup's encoder averages its adapters' outputs; scores before the Average weights
         # fix (models/setup.py: encoder_model) must not be reused
         fused = {"fusion_average": "weights 1"} if inter and inter.fusion_members else {}
-        key = self._target_key(task, setup, raw_encoder=inter is None, retrieval=vars(rcfg),
+        key = self._target_key(task, setup, scored_only=True, retrieval=vars(rcfg),
                                bf16=self.cfg.training.bf16, data=content_key([data.test, data.test_dev]), **fused)
         tags = {**self._tags(setup, "target", task.name), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
@@ -346,15 +346,16 @@ class StiltsRecipe:
                                                                    "results": per_lang, "english_dev": None})
         self.state.record(unit, done=True, results=per_lang, english_dev=None)
 
-    def _target_key(self, task: Task, setup: str, raw_encoder: bool = False, **specific) -> str:
+    def _target_key(self, task: Task, setup: str, scored_only: bool = False, **specific) -> str:
         """The content key of a target result: the parts every target result depends on (the
         intermediate result it starts from, the task and its settings, mode, model), plus those
         specific to how it is obtained (trained, or scored by retrieval).
 
-        `raw_encoder`: scored with the untouched base encoder, which is the same in both modes and
-        has no dropout when scoring, so `full-*` experiments reuse the adapters-mode `none` scores."""
+        `scored_only`: scored with the phase-2 encoder as it is (retrieval), dropout off: mode and
+        dropout matter only through the intermediate result, whose key has them, so `full-*`
+        experiments reuse the adapters-mode `none` scores of the same base encoder."""
         model, mode = self._model_key(), self.cfg.mode
-        if raw_encoder:
+        if scored_only:
             model, mode = {k: v for k, v in model.items() if k != "dropout"}, "any"
         return content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": mode,
                             "model": model, "settings": vars(self.settings[task.name]), **specific})
