@@ -67,6 +67,9 @@ def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrup
     # adapters-mode checkpoints hold trainable state only (the tiny model's embedding alone is 32 MB)
     checkpoint_files = list((crash / "outputs").glob("tiny/*/target/anli/xnli.checkpoints/step*/*.pt"))
     assert checkpoint_files and max(f.stat().st_size for f in checkpoint_files) < 5e6
+    # a finished phase's checkpoints are deleted: resuming skips it
+    assert list((crash / "outputs").glob("tiny/*/intermediate/anli")) and \
+        not list((crash / "outputs").glob("tiny/*/intermediate/anli.checkpoints"))
     if corrupt:  # the newest checkpoint is damaged after the crash: the previous one must be used
         newest = sorted((crash / "outputs").glob("tiny/*/target/anli/xnli.checkpoints/step*"))[-1]
         victim = max((f for f in newest.rglob("*.pt")), key=lambda f: f.stat().st_size)
@@ -85,6 +88,7 @@ def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrup
     if corrupt:
         assert "truncated or corrupt; falling back to the previous one" in proc.stderr
 
+    assert not list((crash / "outputs").rglob("*.checkpoints")), "a finished run keeps no checkpoints"
     a, b = _summary(ref), _summary(crash)
     assert set(a) == set(b) == {"tiny", "intermediate/anli", "target/xnli/anli", "target/tatoeba/anli"}
     for name, (status, metrics) in b.items():

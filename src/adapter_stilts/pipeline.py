@@ -274,6 +274,7 @@ class StiltsRecipe:
             self.cache.store("intermediate", key, outcome.artifact.path,
                              {"run_id": run.run_id, "experiment": self.cfg.name, "tasks": task_names})
         self.state.record(unit, done=True, artifact=str(outcome.artifact.path))
+        checkpoints_of(outcome.artifact.path).discard()  # resuming skips a done unit: they are dead weight
         return outcome.artifact
 
     def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
@@ -312,6 +313,7 @@ class StiltsRecipe:
                                                                      "results": per_lang,
                                                                      "english_dev": outcome.best_dev})
         self.state.record(unit, done=True, results=per_lang, english_dev=outcome.best_dev)
+        checkpoints_of(out).discard()
 
     def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
