@@ -78,6 +78,10 @@ def test_full_finetuning_runs_through_the_same_pipeline(write_experiment, tmp_pa
     assert int(inter.data.params["trainable_parameters"]) == int(inter.data.params["total_parameters"])
     art = Path(client.download_artifacts(inter.info.run_id, "model", str(tmp_path / "dl")))
     assert (art / "encoder" / "model.safetensors").is_file() and (art / "head").is_dir()
+    # a target's whole encoder is not logged by default (tracking.log_full_target_models)
+    target = next(r for r in runs if r.info.run_name == "target/xnli/anli")
+    logged = {a.path for a in client.list_artifacts(target.info.run_id)}
+    assert "predictions" in logged and "model" not in logged
 
 
 def test_bad_experiment_fails_before_anything_runs(write_experiment, tmp_path):

@@ -126,6 +126,17 @@ def test_cells_are_means_over_seeds_with_std_and_gain(store):
     assert avg.gain == pytest.approx(per_seed.mean() - base_avg)
 
 
+def test_seed_filter_keeps_only_those_seeds(store, tmp_path):
+    table = build_report(["matrix_a"], tmp_path / "seed2", seeds=["2"]).table
+    row = _row(table, "adapters", "anli_plus")
+    for task in ("xnli", "xquad"):
+        cell = table.cell(row, task)
+        assert cell.n == 1 and cell.mean == pytest.approx(_scores("anli_plus", task)[1])  # seed 2's
+        assert cell.gain == pytest.approx(_scores("anli_plus", task)[1] - _scores("none", task)[1])
+    with pytest.raises(ReportError, match="no finished target runs with seed 9 .*their seeds: 1, 2"):
+        build_report(["matrix_a"], tmp_path / "seed9", seeds=["9"])
+
+
 def test_gain_is_paired_with_the_baselines_runs_of_the_same_seeds():
     from adapter_stilts.report import Table
     none, mnli = RowKey(ADAPTERS, "adapters", NO_INTERMEDIATE), RowKey(ADAPTERS, "adapters", "mnli")
@@ -245,4 +256,6 @@ def test_cli_error(store, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store['folder'] / 'mlflow.db'}")
     assert main(["report", "--exp", "matrx_full", "--output", str(tmp_path / "bad")]) == 2
     assert "error: unknown experiment 'matrx_full'" in capsys.readouterr().err
+    assert main(["report", "--exp", "matrix_a", "--seed", "9,10", "--output", str(tmp_path / "bad")]) == 2
+    assert "error: no finished target runs with seed 9, 10 in experiment(s) matrix_a" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

@@ -78,13 +78,18 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listed(values: list[str] | None) -> list[str]:
+    """A repeatable option that also takes comma-separated lists: ["a,b", "c"] -> [a, b, c]."""
+    return [n.strip() for item in values or [] for n in item.split(",") if n.strip()]
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """The cross-experiment table from MLflow: `report --exp a,b` (no --exp: every experiment)."""
     from .report import ReportError, build_report
 
-    names = [n.strip() for item in args.exp or [] for n in item.split(",") if n.strip()] or None
+    names, seeds = (_listed(args.exp) or None), _listed(args.seed)
     try:
-        report = build_report(names, args.output)
+        report = build_report(names, args.output, seeds)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -104,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                              "report: the experiments to compare (repeatable or a,b; default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override any field of the experiment, e.g. --set training.lr=3e-4")
+    parser.add_argument("--seed", action="append", default=None, metavar="SEED",
+                        help="report: only runs of these seeds (repeatable or 42,43; default: every seed)")
     parser.add_argument("--output", default="outputs/report", metavar="DIR",
                         help="report: the folder for report.md, report.csv and report.png")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)

@@ -135,6 +135,10 @@ class TrackingConfig:
     # reuse phase results with the same content key from any experiment writing to output_dir
     # (<output_dir>/cache); false: always train (results are still added to the cache)
     cache: bool = True
+    # full mode: also log each target's whole fine-tuned encoder to MLflow (me5-small 450 MB, XLM-R
+    # large 2.2 GB per target, setup and seed). Off: only intermediate encoders (the reusable ones)
+    # and adapters are logged; the target's weights stay in output_dir.
+    log_full_target_models: bool = False
 
 
 @dataclass

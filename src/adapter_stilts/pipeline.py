@@ -304,7 +304,8 @@ class StiltsRecipe:
             per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
                                                    self.cfg.training.bf16, out / "predictions"))
             self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
-            run.log_artifacts(outcome.artifact.path, "model")
+            if self.cfg.mode == "adapters" or self.cfg.tracking.log_full_target_models:
+                run.log_artifacts(outcome.artifact.path, "model")
             # beside the result folder, not in it: its manifest (checked by the cache) lists the trained files only
             if (setup_dir := export_setup(best, out.with_name(f"{task.name}.adapter_setup"))) is not None:
                 run.log_artifacts(setup_dir, "adapter_setup")  # save_adapter_setup format, for publishing

@@ -324,8 +324,9 @@ class Report:
     experiments: list[str]
 
 
-def build_report(experiments: list[str] | None, output: Path) -> Report:
-    """Read the runs, write the three files, and log them on a new "report" run."""
+def build_report(experiments: list[str] | None, output: Path, seeds: list[str] | None = None) -> Report:
+    """Read the runs (of these seeds only, if given), write the three files, and log them on a new
+    "report" run."""
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
@@ -334,6 +335,12 @@ def build_report(experiments: list[str] | None, output: Path) -> Report:
     client = MlflowClient(uri)
     chosen = select_experiments(client, experiments, uri)
     samples, notes = fetch_samples(client, chosen)
+    if seeds:
+        found = sorted({s.seed for s in samples}, key=_seed_order)
+        samples = [s for s in samples if s.seed in seeds]
+        if not samples:
+            raise ReportError(f"no finished target runs with seed {', '.join(seeds)} in experiment(s) "
+                              f"{', '.join(e.name for e in chosen)} (their seeds: {', '.join(found) or 'none'})")
     if not samples:
         raise ReportError(f"no finished target runs in experiment(s) "
                           f"{', '.join(e.name for e in chosen) or '(none: the store is empty)'} "
