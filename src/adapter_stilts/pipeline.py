@@ -36,7 +36,7 @@ from .tasks.families import family_of
 from .tasks.registry import Task, get_task
 from .tracking import RunHandle, Tracker
 from .training.engine import batch_layout, load_ds_config
-from .training.checkpoints import checkpoints_of
+from .training.checkpoints import checkpoints_of, full_phase_disk_need, warn_if_low_disk
 from .training.loop import Schedule, TaskStream, Trainer
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,10 @@ class StiltsRecipe:
         if had_intermediate and not cfg.intermediate.tasks:
             raise DataError("intermediate.tasks: none of the intermediate tasks has data")
         self.base = resolve_model(cfg.model.name)
+        if cfg.mode == "full" and Path(self.base).is_dir():
+            files = list(Path(self.base).glob("*.safetensors")) or list(Path(self.base).glob("*.bin"))
+            warn_if_low_disk(Path(cfg.tracking.output_dir),
+                             full_phase_disk_need(sum(f.stat().st_size for f in files), cfg.training.keep_checkpoints))
         self.tokenizer = load_tokenizer(self.base)
         for length in {self._max_length(name) for name in self.data}:
             check_max_length(self.base, length)

@@ -88,3 +88,22 @@ class CheckpointManager:
 def checkpoints_of(phase_out: Path, keep: int = 1, exclude_frozen: bool = False) -> CheckpointManager:
     """The checkpoints of the phase whose result is saved in `phase_out` (they live beside it)."""
     return CheckpointManager(phase_out.with_name(phase_out.name + ".checkpoints"), keep, exclude_frozen)
+
+
+def full_phase_disk_need(weights_bytes: int, keep: int) -> int:
+    """Peak bytes one full-mode phase writes: keep + 1 checkpoints (the new one is written before
+    the oldest goes) of fp32 weights and two Adam moments, plus the result in the output folder,
+    the cache and MLflow."""
+    return weights_bytes * (3 * (max(1, keep) + 1) + 3)
+
+
+def warn_if_low_disk(folder: Path, need: int) -> bool:
+    """Warn (True) when `folder`'s disk has less than `need` bytes free: a full disk fails a phase
+    midway (resumable, but hours later on a cluster)."""
+    free = shutil.disk_usage(folder).free
+    if free >= need:
+        return False
+    log.warning("tracking.output_dir: %.1f GB free on %s, but one full-mode phase of this model writes up to "
+                "%.1f GB (checkpoints of weights and Adam state, the result and its cache and MLflow copies); "
+                "free space or lower training.keep_checkpoints", free / 1e9, folder, need / 1e9)
+    return True
