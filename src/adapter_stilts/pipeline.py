@@ -109,7 +109,7 @@ class StiltsRecipe:
         if had_intermediate and not cfg.intermediate.tasks:
             raise DataError("intermediate.tasks: none of the intermediate tasks has data")
         self.base = resolve_model(cfg.model.name)
-        if cfg.mode == "full" and Path(self.base).is_dir():
+        if cfg.mode == "full" and dist.is_main() and Path(self.base).is_dir():  # one warning, not one per rank
             files = list(Path(self.base).glob("*.safetensors")) or list(Path(self.base).glob("*.bin"))
             warn_if_low_disk(Path(cfg.tracking.output_dir),
                              full_phase_disk_need(sum(f.stat().st_size for f in files), cfg.training.keep_checkpoints))
