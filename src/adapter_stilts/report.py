@@ -187,27 +187,22 @@ class Table:
         return {seed: (float(np.mean([runs[t][seed].score for t in runs])),
                        ",".join(sorted({runs[t][seed].experiment for t in runs})), "") for seed in seeds}
 
-    def _paired_base_mean(self, row: RowKey, task: str) -> float:
-        """The baseline's mean on the seeds `row` has, where it has them all: a paired comparison
-        (with data.eval_seed fixed, both saw the same dev and test items); else on all its seeds."""
-        have, seeds = self.data[self.baseline(row)][task], self.data[row][task]
+    def _paired_base_mean(self, row: RowKey, task: str, seeds: list[str] | None = None) -> float:
+        """The baseline's mean on `seeds` (default: the seeds `row` has), where it has them all: a
+        paired comparison (with data.eval_seed fixed, both saw the same dev and test items); else
+        on all its seeds."""
+        have = self.data[self.baseline(row)][task]
+        seeds = list(self.data[row][task]) if seeds is None else seeds
         return float(np.mean([have[s].score for s in seeds] if set(seeds) <= set(have)
                              else [s.score for s in have.values()]))
 
-    def baseline_mean(self, row: RowKey, task: str) -> float | None:
-        """The baseline row's mean on this row's seeds (avg: over this row's tasks, if it has them all)."""
+    def baseline_mean(self, row: RowKey, task: str, seeds: list[str] | None = None) -> float | None:
+        """The baseline row's mean on `seeds` (default: this row's; avg: over this row's tasks, if
+        it has them all)."""
         base, tasks = self.baseline(row), list(self.data[row]) if task == AVG else [task]
         if base is None or any(t not in self.data[base] for t in tasks):
             return None
-        return float(np.mean([self._paired_base_mean(row, t) for t in tasks]))
-
-    def _base_score(self, row: RowKey, task: str, seed: str) -> float | None:
-        """The baseline's score at `seed` (avg: over this row's tasks); its mean on this row's seeds
-        where it lacks that seed."""
-        base, tasks = self.baseline(row), list(self.data[row]) if task == AVG else [task]
-        if base and all(seed in self.data[base].get(t, {}) for t in tasks):
-            return float(np.mean([self.data[base][t][seed].score for t in tasks]))
-        return self.baseline_mean(row, task)
+        return float(np.mean([self._paired_base_mean(row, t, seeds) for t in tasks]))
 
     def shared_tasks(self, row: RowKey) -> list[str]:
         """The tasks an avg gain is over: the row's tasks that its baseline has too."""
@@ -243,7 +238,7 @@ class Table:
             for task in [t for t in self.tasks if t in self.data[row]] + [AVG]:
                 for seed, (score, exp, run_id) in sorted(self.per_seed(row, task).items(),
                                                          key=lambda kv: _seed_order(kv[0])):
-                    b = self._base_score(row, task, seed)
+                    b = self.baseline_mean(row, task, [seed])
                     out.append(dict(model=row.model, mode=row.mode, setup=row.setup, task=task, seed=seed,
                                     score=_points(score), baseline=_points(b),
                                     gain=None if b is None else _points(score - b), experiment=exp, run_id=run_id))
