@@ -38,6 +38,11 @@ class CacheEntry:
     path: Path  # the cached result folder (with its manifest)
     meta: dict
 
+    def extra(self, name: str) -> Path | None:
+        """A file stored beside the result (`store(..., extra=...)`), if this entry has it."""
+        path = self.path.parent / name
+        return path if path.is_file() else None
+
 
 class PhaseCache:
     def __init__(self, root: Path):
@@ -58,14 +63,17 @@ class PhaseCache:
             return None
         return CacheEntry(result, json.loads(meta_file.read_text()))
 
-    def store(self, kind: str, key: str, result: Path, meta: dict) -> None:
-        """Copy a finished result into the cache (rank 0; temp folder + rename, never half-written)."""
+    def store(self, kind: str, key: str, result: Path, meta: dict, extra: list[Path] = ()) -> None:
+        """Copy a finished result (and `extra` files beside it, e.g. per-item outcomes) into the
+        cache (rank 0; temp folder + rename, never half-written)."""
         if dist.is_main():
             folder = self._folder(kind, key)
             tmp = folder.with_name(folder.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             shutil.copytree(result, tmp / "result", ignore=shutil.ignore_patterns("predictions"))
+            for path in extra:
+                shutil.copy2(path, tmp / Path(path).name)
             (tmp / META).write_text(json.dumps({**meta, "key": key}, indent=2, default=str))
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)

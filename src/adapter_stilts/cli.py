@@ -1,5 +1,6 @@
 """Command line: `run` (the default) runs an experiment; `tasks` lists the registered tasks;
-`report` builds the cross-experiment comparison from the MLflow store."""
+`results` writes the long-format results table of the MLflow store; `report` builds the
+cross-experiment comparison (a view of that table, with intervals on every gain)."""
 from __future__ import annotations
 
 import argparse
@@ -99,24 +100,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    """The long-format results table from MLflow: `results --exp a,b --out results.parquet`."""
+    from .results_table import ResultsError, build_results, write_table
+
+    try:
+        table = build_results(_listed(args.exp) or None, seeds=_listed(args.seed))
+        path = write_table(table.frame, args.out)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for note in table.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{len(table.frame)} rows ({table.frame['run_id'].nunique()} target runs of "
+          f"{', '.join(table.experiments)}) written to {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     parser = argparse.ArgumentParser(prog="run.py", description="English intermediate-task training (STILTs) "
                                      "for zero-shot cross-lingual transfer")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "tasks", "report"))
+    parser.add_argument("command", nargs="?", default="run", choices=("run", "tasks", "results", "report"))
     parser.add_argument("--exp", action="append", default=None, metavar="NAME",
                         help="run: experiments/NAME.yaml or a path to a YAML file (default: demo); "
-                             "report: the experiments to compare (repeatable or a,b; default: all)")
+                             "results, report: the experiments to read (repeatable or a,b; default: all)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override any field of the experiment, e.g. --set training.lr=3e-4")
     parser.add_argument("--seed", action="append", default=None, metavar="SEED",
-                        help="report: only runs of these seeds (repeatable or 42,43; default: every seed)")
+                        help="results, report: only runs of these seeds (repeatable or 42,43; default: every seed)")
     parser.add_argument("--output", default="outputs/report", metavar="DIR",
                         help="report: the folder for report.md, report.csv and report.png")
+    parser.add_argument("--out", default="outputs/results.parquet", metavar="FILE",
+                        help="results: the table's file, .parquet or .csv")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        return {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report}[args.command](args)
+        return {"run": cmd_run, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report}[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,8 +20,10 @@ from . import distributed as dist
 from .config import ConfigError, ExperimentConfig, TaskSettings, flatten
 from .evaluation.aggregate import macro_average
 from .evaluation.retrieval import retrieval_eval, retrieval_layer
+from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, merge_languages
 from .evaluation.zero_shot import zero_shot_eval
-from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, resolve_model
+from .identity import ResultIdentity
+from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, model_layers, resolve_model
 from .models.setup import PhaseArtifact, encoder_model, export_setup, trainable_model, trained_model
 from .resume import RunState, config_key
 from .cache import PhaseCache, content_key, fingerprint
@@ -109,6 +111,7 @@ class StiltsRecipe:
         if had_intermediate and not cfg.intermediate.tasks:
             raise DataError("intermediate.tasks: none of the intermediate tasks has data")
         self.base = resolve_model(cfg.model.name)
+        self.model_layers = model_layers(self.base)
         if cfg.mode == "full" and dist.is_main() and Path(self.base).is_dir():  # one warning, not one per rank
             files = list(Path(self.base).glob("*.safetensors")) or list(Path(self.base).glob("*.bin"))
             warn_if_low_disk(Path(cfg.tracking.output_dir),
@@ -120,6 +123,7 @@ class StiltsRecipe:
         self.tracker = Tracker(cfg.tracking.experiment or cfg.name)
         self.cache = PhaseCache(Path(cfg.tracking.output_dir) / "cache")
         self.inter_keys: dict[str, str] = {}  # setup -> content key of its intermediate result
+        self.setups: dict[str, Setup] = {}  # the rows of this invocation, by display name
         self._open_state()
         if dist.is_main():
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -174,6 +178,7 @@ class StiltsRecipe:
         cfg = self.cfg
         t0 = time.time()
         for s in intermediate_setups(cfg):
+            self.setups[s.name] = s
             inter, setup = self.intermediate(s), s.name
             for name in cfg.target.tasks:
                 task = self.data[name].task  # with its label set bound (open-set tasks read it from data)
@@ -207,7 +212,7 @@ class StiltsRecipe:
 
     def _given_adapter(self, setup: Setup) -> PhaseArtifact:
         unit = f"intermediate/{setup.name}"
-        with self._unit(unit, {**self._tags(setup.name, "intermediate", ",".join(setup.tasks)),
+        with self._unit(unit, {**self._tags(setup.name, "intermediate", ",".join(setup.tasks), setup),
                                "source": self.cfg.intermediate.adapter}) as run:
             artifact = fetch_adapter(self.cfg.intermediate.adapter, self.base, self.out / "intermediate" / setup.name,
                                      setup.name)
@@ -259,7 +264,9 @@ class StiltsRecipe:
                         unit, artifact.path)
             checkpoints_of(artifact.path).discard()
         key = self.inter_keys[name] = self._intermediate_key(name, task_names)
-        tags = {**self._tags(name, "intermediate", ",".join(task_names)), "cache_key": key}
+        strategy = "each" if len(task_names) == 1 else self.cfg.intermediate.strategy
+        tags = {**self._tags(name, "intermediate", ",".join(task_names), Setup(name, tuple(task_names), strategy)),
+                "cache_key": key}
         if self.cfg.tracking.cache and (entry := self.cache.lookup("intermediate", key, MANIFEST)):
             with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}):
                 log.info("%s: reusing the cached result %s (trained by run %s of experiment '%s'); nothing to train",
@@ -293,7 +300,7 @@ class StiltsRecipe:
                                adapter=vars(self.cfg.adapter), training=self._training_key(),
                                data=[fingerprint(feats["train"]), fingerprint(feats["dev"]),
                                      {lang: fingerprint(f) for lang, f in feats["test"].items()}], **fused)
-        tags = {**self._tags(setup, "target", task.name), "cache_key": key}
+        tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return
         with self._unit(unit, {**tags, "cache": "miss"}) as run:
@@ -308,6 +315,7 @@ class StiltsRecipe:
             per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
                                                    self.cfg.training.bf16, out / "predictions"))
             self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
+            outcomes = self._log_outcomes(run, task, per_lang, out)
             if self.cfg.mode == "adapters" or self.cfg.tracking.log_full_target_models:
                 run.log_artifacts(outcome.artifact.path, "model")
             # beside the result folder, not in it: its manifest (checked by the cache) lists the trained files only
@@ -316,7 +324,7 @@ class StiltsRecipe:
             run.log_artifacts(out / "predictions", "predictions")
             self.cache.store("target", key, outcome.artifact.path, {"run_id": run.run_id, "experiment": self.cfg.name,
                                                                      "results": per_lang,
-                                                                     "english_dev": outcome.best_dev})
+                                                                     "english_dev": outcome.best_dev}, [outcomes])
         self.state.record(unit, done=True, results=per_lang, english_dev=outcome.best_dev)
         checkpoints_of(out).discard()
 
@@ -331,7 +339,7 @@ class StiltsRecipe:
         fused = {"fusion_average": "weights 1"} if inter and inter.fusion_members else {}
         key = self._target_key(task, setup, scored_only=True, retrieval=vars(rcfg),
                                bf16=self.cfg.training.bf16, data=content_key([data.test, data.test_dev]), **fused)
-        tags = {**self._tags(setup, "target", task.name), "cache_key": key}
+        tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
         if self._cached_target(unit, key, task, setup, tags):
             return
         with self._unit(unit, {**tags, "cache": "miss"}) as run:
@@ -346,11 +354,12 @@ class StiltsRecipe:
                                                    rcfg.batch_size, self.cfg.model.max_length, self.cfg.training.bf16,
                                                    out / "predictions"))
             self._record(run, task, setup, per_lang)
+            outcomes = self._log_outcomes(run, task, per_lang, out)
             run.log_artifacts(out / "predictions", "predictions")
             if dist.is_main():
                 write_manifest(out / "predictions", MANIFEST)  # the cached result is the predictions
             self.cache.store("target", key, out / "predictions", {"run_id": run.run_id, "experiment": self.cfg.name,
-                                                                   "results": per_lang, "english_dev": None})
+                                                                   "results": per_lang, "english_dev": None}, [outcomes])
         self.state.record(unit, done=True, results=per_lang, english_dev=None)
 
     def _target_key(self, task: Task, setup: str, scored_only: bool = False, **specific) -> str:
@@ -374,6 +383,8 @@ class StiltsRecipe:
         with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}) as run:
             log.info("%s: same content key as run %s; reusing its results", unit, entry.meta.get("run_id"))
             self._record(run, task, setup, entry.meta["results"], english_dev=entry.meta["english_dev"])
+            if (outcomes := entry.extra(OUTCOMES_FILE)) is not None:  # entries cached before outcomes existed have none
+                self._log_outcome_file(run, outcomes)
         self.state.record(unit, done=True, results=entry.meta["results"], english_dev=entry.meta["english_dev"])
         return True
 
@@ -420,10 +431,38 @@ class StiltsRecipe:
         log.info("%s [%s]: average over %d languages: %s", task.name, setup, len(per_lang),
                  ", ".join(f"{k} {v:.4f}" for k, v in avg.items()))
 
-    def _tags(self, setup: str, phase: str, task: str) -> dict:
+    def _log_outcomes(self, run: RunHandle, task: Task, per_lang: dict, out: Path) -> Path:
+        """Merge the per-language outcome files of a scoring (every rank's languages) into one
+        Parquet file beside the predictions, and log it with each language's number of items."""
+        path = out / OUTCOMES_FILE
+        if dist.is_main():
+            merge_languages(out / "predictions", task.name, list(per_lang), path)
+            self._log_outcome_file(run, path)
+        dist.barrier()
+        return path
+
+    @staticmethod
+    def _log_outcome_file(run: RunHandle, path: Path) -> None:
+        import pandas as pd
+
+        counts = pd.read_parquet(path, columns=["language"])["language"].value_counts()
+        run.log_new_metrics({f"n_items/{lang}": float(n) for lang, n in counts.items()})
+        run.log_artifacts(path, OUTCOMES_ARTIFACT)
+
+    def _identity(self, setup: Setup, target_task: str = "") -> ResultIdentity:
+        trained = setup.strategy not in ("none", "given")
+        return ResultIdentity(
+            model=self.cfg.model.name, model_layers=self.model_layers, mode=self.cfg.mode, strategy=setup.strategy,
+            intermediate_tasks=setup.tasks,
+            intermediate_examples=sum(len(self.data[t].train) for t in setup.tasks) if trained else 0,
+            intermediate_seed=self.cfg.seed if trained else None,
+            target_seed=self.cfg.seed if target_task else None, target_task=target_task)
+
+    def _tags(self, setup: str, phase: str, task: str, row: Setup) -> dict:
+        identity = self._identity(row, task if phase == "target" else "")
         return {"experiment": self.cfg.name, "mode": self.cfg.mode, "intermediate": setup, "phase": phase,
-                "task": task, "seed": self.cfg.seed, "strategy": self.cfg.intermediate.strategy,
-                "intermediate_tasks": ",".join(self.cfg.intermediate.tasks) if setup != NO_INTERMEDIATE else ""}
+                "task": task, "seed": self.cfg.seed, "strategy": row.strategy,
+                "intermediate_tasks": ",".join(row.tasks), **identity.tags()}
 
     def cleanup(self, status: str = "FINISHED") -> None:
         if hasattr(self, "parent"):

@@ -1,64 +1,34 @@
-"""The cross-experiment report (the paper's table): every finished target run in the MLflow store,
-one row per intermediate setup (mode + intermediate task), one column per target task + the
-benchmark average, mean ± std over seeds and the gain over the no-intermediate baseline row.
+"""The cross-experiment report (the paper's table), a view of the results table
+(results_table.py): one row per intermediate setup IDENTITY (model and layers, mode, strategy, the
+set of intermediate tasks, the data budget; display name derived), one column per target task and
+the average over tasks: mean ± std over seeds, and the gain over the no-intermediate row of the
+same model and mode with its 95% interval (paired bootstrap over test items, and over seeds where
+there are several: evaluation/bootstrap.py). A gain whose interval excludes 0 is marked `*`.
 
-Reads only from MLflow, so it works on runs made on other machines; writes report.md, report.csv
-and report.png and logs them on a run named "report" in the MLflow experiment "reports"."""
+Writes report.md, report.csv (one line per row and task), report.png (the gains as a heatmap) and
+results.parquet (the table it was built from), and logs them on a run named "report" in the
+MLflow experiment "reports"."""
 from __future__ import annotations
 
-import csv
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from .evaluation.aggregate import headline, headline_name
-from .tasks.registry import UnknownTaskError, get_task
-from .setups import NO_INTERMEDIATE
-from .tracking import Tracker, retry_if_locked, sqlite_path, tracking_uri
+from .evaluation.aggregate import headline_name
+from .evaluation.bootstrap import Interval, gain_interval, pair
+from .identity import NO_TASKS, ROW_COLUMNS
+from .results_table import REPORTS_EXPERIMENT, ResultsError, ResultsTable, build_results, load_outcomes, write_table
+from .tasks.registry import get_task
+from .tracking import Tracker
 
-REPORTS_EXPERIMENT = "reports"
 AVG = "avg"
 # XTREME's column order: sentence pairs, structured prediction, QA, retrieval
 FAMILY_ORDER = ("classification", "multiple_choice", "tagging", "extractive_qa", "retrieval")
-CSV_FIELDS = ("model", "mode", "setup", "task", "seed", "score", "baseline", "gain", "experiment", "run_id")
+CSV_FIELDS = (*ROW_COLUMNS, "setup", "task", "seeds", "n_seeds", "mean", "std", "baseline", "gain", "gain_low",
+              "gain_high", "significant", "n_items", "runs")
 
-
-class ReportError(Exception):
-    """Nothing to report, or an experiment name the store does not have."""
-
-
-class RowKey(NamedTuple):
-    model: str
-    mode: str
-    setup: str
-
-
-@dataclass(frozen=True)
-class Sample:
-    """The headline score (a fraction) of one finished target run."""
-    experiment: str
-    key: RowKey
-    task: str
-    seed: str
-    score: float
-    run_id: str
-    started: tuple[int, int]  # (start_time, end_time): the larger is the later run
-    source: str = ""  # the MLflow experiment holding the run
-
-
-@dataclass(frozen=True)
-class Cell:
-    mean: float
-    std: float | None  # None: a single seed, or an average over tasks whose seeds differ
-    n: int  # seeds; 0 where the value is not a per-seed mean
-    gain: float | None = None  # mean - the baseline row's mean (None: baseline row, or no baseline)
-
-
-def _seed_order(seed: str):
-    return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
+ReportError = ResultsError  # the report's user errors are the table's
 
 
 def _task_order(name: str):
@@ -67,208 +37,158 @@ def _task_order(name: str):
     return family, name
 
 
-def select_experiments(client, names: list[str] | None, uri: str) -> list:
-    """The MLflow experiments to read (an experiment's name unless its tracking.experiment says
-    otherwise): the named ones, or every one in the store but the reports themselves."""
-    known = {e.name: e for e in retry_if_locked(client.search_experiments) if e.name != REPORTS_EXPERIMENT}
-    if not names:
-        return list(known.values())
-    for name in names:
-        if name not in known:
-            near = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" Did you mean '{near[0]}'?" if near else ""
-            raise ReportError(f"unknown experiment '{name}' in the MLflow store {uri}.{hint} "
-                              f"Known experiments: {', '.join(sorted(known)) or 'none'}")
-    return [known[n] for n in dict.fromkeys(names)]
+def _seed_order(seed) -> tuple:
+    return (0, int(seed), "") if str(seed).lstrip("-").isdigit() else (1, 0, str(seed))
 
 
-def _search(client, experiment_ids: list[str], filter_string: str) -> list:
-    runs, token = [], None
-    while True:
-        page = retry_if_locked(client.search_runs, experiment_ids, filter_string, max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def fetch_samples(client, experiments: list) -> tuple[list[Sample], list[str]]:
-    """Every FINISHED target run of these experiments as a Sample, with notes on runs left out."""
-    runs = _search(client, [e.experiment_id for e in experiments],
-                   "tags.phase = 'target' and attributes.status = 'FINISHED'")
-    names = {e.experiment_id: e.name for e in experiments}
-    models: dict[str, str] = {}  # parent run id -> model (the model tag is on the invocation's run)
-    samples, notes = [], []
-    for run in runs:
-        tags, where = run.data.tags, f"run {run.info.run_id} ({run.info.run_name})"
-        parent = tags.get("mlflow.parentRunId", "")
-        if parent and parent not in models:
-            models[parent] = retry_if_locked(client.get_run, parent).data.tags.get("model", "")
-        try:
-            task = get_task(tags["task"])
-            scores = {k[len("test/avg/"):]: v for k, v in run.data.metrics.items() if k.startswith("test/avg/")}
-            score = headline(task, scores)
-        except UnknownTaskError as e:
-            notes.append(f"{where} left out: {e}")
-            continue
-        except KeyError as e:
-            notes.append(f"{where} left out: no tag or test/avg metric {e}")
-            continue
-        key = RowKey(models.get(parent, ""), tags.get("mode", "?"), tags.get("intermediate", NO_INTERMEDIATE))
-        samples.append(Sample(tags.get("experiment", names[run.info.experiment_id]), key, task.name,
-                              tags.get("seed", "?"), float(score), run.info.run_id,
-                              (run.info.start_time or 0, run.info.end_time or 0), names[run.info.experiment_id]))
-    return samples, notes
-
-
-def keep_latest(samples: list[Sample]) -> tuple[list[Sample], list[str]]:
-    """One sample per (row, task, seed): the latest run. Reruns of one experiment replace earlier
-    ones; the same seed from several experiments (e.g. a shared baseline) is one seed, not two.
-    A note names the experiments only where their scores differ (not for cache hits)."""
-    best: dict[tuple, Sample] = {}
-    groups: dict[tuple, list[Sample]] = {}
-    for s in samples:
-        k = (s.key, s.task, s.seed)
-        groups.setdefault(k, []).append(s)
-        if k not in best or s.started > best[k].started:
-            best[k] = s
-    notes = []
-    for k, group in groups.items():
-        experiments = sorted({s.experiment for s in group})
-        if len(experiments) > 1 and len({s.score for s in group}) > 1:
-            notes.append(f"{_label(k[0])}, {k[1]}, seed {k[2]}: runs from experiments {', '.join(experiments)} "
-                         f"differ; the latest ({best[k].experiment}) is used")
-    return list(best.values()), notes
-
-
-def _points(value: float | None) -> float | None:
-    return None if value is None else round(value * 100, 6)
-
-
-def _label(key: RowKey, with_model: bool = False) -> str:
-    model = key.model.rstrip("/").rsplit("/", 1)[-1] if key.model.startswith(("/", ".")) else key.model
-    return (f"[{model}] " if with_model else "") + f"{key.mode}: {key.setup}"
+@dataclass(frozen=True)
+class Cell:
+    mean: float  # over seeds (avg: over the row's tasks of their means)
+    std: float | None  # sample std over seeds (avg: of per-seed averages, where every task has the seeds)
+    n: int  # seeds
+    gain: Interval | None = None  # vs the baseline row, paired on common seeds; None: baseline row or none paired
 
 
 @dataclass
 class Table:
-    samples: list[Sample]
-    notes: list[str] = field(default_factory=list)
+    """Run scores by row identity, task and seed, with the outcomes that give gains their intervals."""
+    results: ResultsTable
+    outcomes: dict[str, object] = field(default_factory=dict)  # run id -> per-item outcomes (DataFrame)
+    replicates: int = 2000
 
     def __post_init__(self):
-        self.data: dict[RowKey, dict[str, dict[str, Sample]]] = {}
-        for s in self.samples:
-            self.data.setdefault(s.key, {}).setdefault(s.task, {})[s.seed] = s
-        # per (mode, model): the baseline first, then the intermediate setups by name
-        self.rows = sorted(self.data, key=lambda k: (k.mode, k.model, k.setup != NO_INTERMEDIATE, k.setup))
-        self.tasks = sorted({s.task for s in self.samples}, key=_task_order)
-        self.multi_model = len({k.model for k in self.rows}) > 1
-        self.multi_seed = any(len(seeds) > 1 for row in self.data.values() for seeds in row.values())
+        frame = self.results.frame
+        runs = frame.groupby("run_id", sort=False).agg(
+            **{c: (c, "first") for c in [*ROW_COLUMNS, "setup", "target_task", "target_seed", "experiment"]},
+            score=("score", "mean")).reset_index()  # a run's task score: its macro average over languages
+        self.notes = list(self.results.notes)
+        self.runs = runs
+        self.data: dict[tuple, dict[str, dict[int, tuple[float, str]]]] = {}
+        self.names: dict[tuple, str] = {}
+        for r in runs.itertuples(index=False):
+            row = tuple(getattr(r, c) for c in ROW_COLUMNS)
+            self.data.setdefault(row, {}).setdefault(r.target_task, {})[r.target_seed] = (float(r.score), r.run_id)
+            self.names[row] = r.setup
+        self.rows = sorted(self.data, key=self._row_order)
+        self.tasks = sorted({t for by_task in self.data.values() for t in by_task}, key=_task_order)
+        self.multi_model = len({(r[0], r[1]) for r in self.rows}) > 1
+        self.multi_seed = any(len(seeds) > 1 for by_task in self.data.values() for seeds in by_task.values())
+        self._cells: dict[tuple, Cell | None] = {}
 
-    def label(self, row: RowKey) -> str:
-        return _label(row, self.multi_model)
+    @staticmethod
+    def _row_order(row: tuple):
+        model, layers, mode, strategy, tasks, k, budget = row
+        return model, layers, mode, strategy != NO_TASKS, k, strategy, tasks, budget
 
-    def baseline(self, row: RowKey) -> RowKey | None:
-        base = RowKey(row.model, row.mode, NO_INTERMEDIATE)
-        return base if row.setup != NO_INTERMEDIATE and base in self.data else None
+    def label(self, row: tuple) -> str:
+        model, layers, mode, strategy, tasks, k, budget = row
+        name = self.names[row]
+        if k > 1 and strategy != "given":
+            name += f" ({tasks.replace(',', ', ')})"
+        short = model.rstrip("/").rsplit("/", 1)[-1] if model.startswith(("/", ".")) else model
+        return (f"[{short} L{layers}] " if self.multi_model else "") + f"{mode}: {name}"
 
-    def missing(self, row: RowKey) -> list[str]:
+    def baseline(self, row: tuple) -> tuple | None:
+        base = (*row[:3], NO_TASKS, "", 0, 0)
+        return base if row[3] != NO_TASKS and base in self.data else None
+
+    def missing(self, row: tuple) -> list[str]:
         return [t for t in self.tasks if t not in self.data[row]]
 
-    def _mean(self, row: RowKey, task: str) -> float:
-        return float(np.mean([s.score for s in self.data[row][task].values()]))
-
-    def per_seed(self, row: RowKey, task: str) -> dict[str, tuple[float, str, str]]:
-        """(score, experiment, run id) per seed; for avg, per seed that has every task of the row."""
-        runs = self.data[row]
-        if task != AVG:
-            return {seed: (s.score, s.experiment, s.run_id) for seed, s in runs[task].items()}
-        seeds = set.intersection(*(set(by_seed) for by_seed in runs.values()))
-        return {seed: (float(np.mean([runs[t][seed].score for t in runs])),
-                       ",".join(sorted({runs[t][seed].experiment for t in runs})), "") for seed in seeds}
-
-    def _paired_base_mean(self, row: RowKey, task: str, seeds: list[str] | None = None) -> float:
-        """The baseline's mean on `seeds` (default: the seeds `row` has), where it has them all: a
-        paired comparison (with data.eval_seed fixed, both saw the same dev and test items); else
-        on all its seeds."""
-        have = self.data[self.baseline(row)][task]
-        seeds = list(self.data[row][task]) if seeds is None else seeds
-        return float(np.mean([have[s].score for s in seeds] if set(seeds) <= set(have)
-                             else [s.score for s in have.values()]))
-
-    def baseline_mean(self, row: RowKey, task: str, seeds: list[str] | None = None) -> float | None:
-        """The baseline row's mean on `seeds` (default: this row's; avg: over this row's tasks, if
-        it has them all)."""
-        base, tasks = self.baseline(row), list(self.data[row]) if task == AVG else [task]
-        if base is None or any(t not in self.data[base] for t in tasks):
-            return None
-        return float(np.mean([self._paired_base_mean(row, t, seeds) for t in tasks]))
-
-    def shared_tasks(self, row: RowKey) -> list[str]:
-        """The tasks an avg gain is over: the row's tasks that its baseline has too."""
+    def shared_tasks(self, row: tuple) -> list[str]:
         base = self.baseline(row)
-        return [t for t in self.data[row] if base and t in self.data[base]]
+        return [t for t in self.tasks if t in self.data[row] and base and t in self.data[base]]
 
-    def cell(self, row: RowKey, task: str) -> Cell | None:
-        """The mean over seeds (± sample std) and the gain over the baseline row. avg: the mean
-        over the row's tasks of their means; its std is over per-seed averages, only where every
-        task has the same seeds (then their mean is the same number)."""
-        if task != AVG and task not in self.data[row]:
+    def _outcomes(self, runs: dict) -> dict | None:
+        got = {seed: self.outcomes.get(run_id) for seed, (_, run_id) in runs.items()}
+        return None if any(v is None for v in got.values()) else got
+
+    def _gain(self, row: tuple, tasks: list[str]) -> Interval | None:
+        """The paired gain over the baseline row on the seeds both have for every one of `tasks`."""
+        base = self.baseline(row)
+        if base is None or not tasks:
             return None
-        if task != AVG:
-            values = [v[0] for v in self.per_seed(row, task).values()]
-            mean, aligned = float(np.mean(values)), True
-            b = self.baseline_mean(row, task)
-            gain = None if b is None else mean - b
-        else:
-            seeds = [set(by_seed) for by_seed in self.data[row].values()]
-            aligned = all(s == seeds[0] for s in seeds)
-            values = [v[0] for v in self.per_seed(row, AVG).values()] if aligned else []
-            mean = float(np.mean([self._mean(row, t) for t in self.data[row]]))
-            shared = self.shared_tasks(row)
-            gain = float(np.mean([self._mean(row, t) - self._paired_base_mean(row, t) for t in shared])) if shared else None
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        return Cell(mean, std, len(values), gain)
+        seeds = set.intersection(*(set(self.data[row][t]) & set(self.data[base][t]) for t in tasks))
+        if not seeds:
+            return None
+        paired = []
+        for t in tasks:
+            arm = self._outcomes({s: self.data[row][t][s] for s in seeds})
+            ref = self._outcomes({s: self.data[base][t][s] for s in seeds})
+            if arm is None or ref is None:  # runs from before per-item outcomes: no interval
+                diffs = [self.data[row][t][s][0] - self.data[base][t][s][0] for s in seeds for t in tasks]
+                return Interval(float(np.mean(diffs)), float("nan"), float("nan"), 0, len(seeds))
+            paired.append(pair(get_task(t), arm, ref))
+        return gain_interval(paired, self.replicates)
 
+    def cell(self, row: tuple, task: str) -> Cell | None:
+        if (row, task) not in self._cells:
+            self._cells[row, task] = self._compute(row, task)
+        return self._cells[row, task]
+
+    def _compute(self, row: tuple, task: str) -> Cell | None:
+        by_task = self.data[row]
+        if task != AVG:
+            if task not in by_task:
+                return None
+            values = [v for v, _ in by_task[task].values()]
+            return Cell(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                        len(values), self._gain(row, [task]))
+        seeds = set.intersection(*(set(s) for s in by_task.values()))
+        per_seed = [np.mean([by_task[t][s][0] for t in by_task]) for s in seeds]
+        mean = float(np.mean([np.mean([v for v, _ in by_task[t].values()]) for t in by_task]))
+        return Cell(mean, float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None, len(per_seed),
+                    self._gain(row, self.shared_tasks(row)))
+
+    # ------------------------------------------------------------------ outputs
     def records(self) -> list[dict]:
-        """The long format: one line per (row, task, seed), in points; task "avg" per seed that
-        has every task of its row. baseline: the baseline row's score at the same seed (paired)."""
+        """One line per (row, task), avg included; scores and gains in points."""
         out = []
         for row in self.rows:
             for task in [t for t in self.tasks if t in self.data[row]] + [AVG]:
-                for seed, (score, exp, run_id) in sorted(self.per_seed(row, task).items(),
-                                                         key=lambda kv: _seed_order(kv[0])):
-                    b = self.baseline_mean(row, task, [seed])
-                    out.append(dict(model=row.model, mode=row.mode, setup=row.setup, task=task, seed=seed,
-                                    score=_points(score), baseline=_points(b),
-                                    gain=None if b is None else _points(score - b), experiment=exp, run_id=run_id))
+                c = self.cell(row, task)
+                seeds = sorted(set.intersection(*(set(s) for s in self.data[row].values())) if task == AVG
+                               else self.data[row][task], key=_seed_order)
+                g = c.gain
+                runs = [] if task == AVG else [self.data[row][task][s][1] for s in seeds]
+                out.append({**dict(zip(ROW_COLUMNS, row)), "setup": self.names[row], "task": task,
+                            "seeds": ",".join(map(str, seeds)), "n_seeds": c.n, "mean": _points(c.mean),
+                            "std": _points(c.std), "baseline": _points(None if g is None else c.mean - g.estimate),
+                            "gain": _points(g and g.estimate), "gain_low": _points(g and g.low),
+                            "gain_high": _points(g and g.high), "significant": bool(g and g.excludes_zero),
+                            "n_items": g.n_items if g else None, "runs": ",".join(runs)})
         return out
 
-    def _text(self, c: Cell | None, with_n: bool) -> str:
+    def _text(self, c: Cell | None) -> str:
         if c is None:
             return "–"
         text = f"{c.mean * 100:.1f}" + (f" ± {c.std * 100:.1f}" if c.std is not None else "")
-        text += f" ({c.gain * 100:+.1f})" if c.gain is not None else ""
-        return text + (f" n={c.n}" if with_n and c.n else "")
+        if c.gain is not None:
+            g = c.gain
+            interval = "" if np.isnan(g.low) else f" [{g.low * 100:+.1f}, {g.high * 100:+.1f}]"
+            text += f" ({g.estimate * 100:+.1f}{interval}{'*' if g.excludes_zero else ''})"
+        return text + (f" n={c.n}" if self.multi_seed else "")
 
     def markdown(self) -> str:
-        head = ["setup"] + [f"{t} ({headline_name(get_task(t))})" for t in self.tasks] + [AVG]
+        head = ["setup", "k"] + [f"{t} ({headline_name(get_task(t))})" for t in self.tasks] + [AVG]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         footnotes = []
         for row in self.rows:
             label = self.label(row)
             if missing := self.missing(row):
-                label += " *"
-                footnotes.append(f"* {self.label(row)}: no {', '.join(missing)}; its avg is over the tasks it has.")
+                label += " †"
+                footnotes.append(f"† {self.label(row)}: no {', '.join(missing)}; its avg is over the tasks it has.")
             if self.baseline(row) and set(self.shared_tasks(row)) != set(self.data[row]):
                 footnotes.append(f"{self.label(row)}: avg gain over the tasks the baseline has too "
                                  f"({', '.join(self.shared_tasks(row))}).")
-            cells = [self._text(self.cell(row, t), self.multi_seed) for t in self.tasks + [AVG]]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", "Scores x100 (QA: (EM+F1)/2), mean over languages; "
-                  + ("mean ± sample std over n seeds; " if self.multi_seed else "")
-                  + f"(+x) = gain over the '{NO_INTERMEDIATE}' row of the same mode and model"
-                  + (" on the same seeds" if self.multi_seed else "") + ". avg = mean over tasks."]
+            lines.append(f"| {label} | {row[5]} | " + " | ".join(self._text(self.cell(row, t))
+                                                                for t in self.tasks + [AVG]) + " |")
+        lines += ["", "Scores x100 (QA: (EM+F1)/2), mean over languages"
+                  + ("; mean ± sample std over n seeds" if self.multi_seed else "")
+                  + f". (+x [lo, hi]) = gain over the '{NO_TASKS}' row of the same model and mode, paired on the "
+                  "seeds both have, with its 95% interval (paired bootstrap over test items, stratified by language"
+                  + (", and over seeds" if self.multi_seed else "") + "); * = the interval excludes 0. "
+                  "avg = mean over tasks. k = number of intermediate tasks."]
         return "\n".join(lines + [f"- {n}" for n in footnotes + self.notes]) + "\n"
 
     def plot(self, path: Path) -> None:
@@ -279,36 +199,46 @@ class Table:
 
         cols = self.tasks + [AVG]
         cells = [[self.cell(r, t) for t in cols] for r in self.rows]
-        gain = np.array([[np.nan if c is None else 0.0 if c.gain is None else c.gain * 100 for c in line]
+        gain = np.array([[np.nan if c is None else 0.0 if c.gain is None else c.gain.estimate * 100 for c in line]
                          for line in cells])
         limit = (float(np.nanmax(np.abs(gain))) if np.isfinite(gain).any() else 0.0) or 1.0  # centred at 0
         cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey")  # grey: no result
-        fig, ax = plt.subplots(figsize=(3.5 + 1.2 * len(cols), 1.2 + 0.55 * len(self.rows)))
+        fig, ax = plt.subplots(figsize=(3.5 + 1.2 * len(cols), 1.2 + 0.6 * len(self.rows)))
         image = ax.imshow(np.ma.masked_invalid(gain), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
         for i, line in enumerate(cells):
             for j, c in enumerate(line):
-                text = "–" if c is None else f"{c.mean * 100:.1f}"
-                text += f"\n{c.gain * 100:+.1f}" if c is not None and c.gain is not None else ""
+                text, strong = "–" if c is None else f"{c.mean * 100:.1f}", False
+                if c is not None and c.gain is not None:
+                    strong = c.gain.excludes_zero
+                    text += f"\n{c.gain.estimate * 100:+.1f}{'*' if strong else ''}"
                 dark = np.isfinite(gain[i, j]) and abs(gain[i, j]) > 0.6 * limit  # white on dark cells
-                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black",
+                        fontweight="bold" if strong else "normal")
+                if strong:  # a frame around gains whose interval excludes 0
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
         ax.set_xticks(range(len(cols)), cols)
         ax.set_yticks(range(len(self.rows)), [self.label(r) for r in self.rows])
         fig.colorbar(image, ax=ax, label="gain over baseline (points)")
-        ax.set_title("Zero-shot score by intermediate setup")
+        ax.set_title("Zero-shot score by intermediate setup (framed, *: 95% interval of the gain excludes 0)")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
     def write(self, folder: Path) -> dict[str, Path]:
+        import pandas as pd
+
         folder.mkdir(parents=True, exist_ok=True)
-        paths = {"md": folder / "report.md", "csv": folder / "report.csv", "png": folder / "report.png"}
+        paths = {"md": folder / "report.md", "csv": folder / "report.csv", "png": folder / "report.png",
+                 "table": folder / "results.parquet"}
         paths["md"].write_text(self.markdown())
-        with open(paths["csv"], "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            w.writerows(self.records())
+        pd.DataFrame(self.records(), columns=list(CSV_FIELDS)).to_csv(paths["csv"], index=False)
         self.plot(paths["png"])
+        write_table(self.results.frame, paths["table"])
         return paths
+
+
+def _points(value: float | None) -> float | None:
+    return None if value is None or np.isnan(value) else round(value * 100, 6)
 
 
 @dataclass
@@ -319,33 +249,22 @@ class Report:
     experiments: list[str]
 
 
-def build_report(experiments: list[str] | None, output: Path, seeds: list[str] | None = None) -> Report:
-    """Read the runs (of these seeds only, if given), write the three files, and log them on a new
-    "report" run."""
-    from mlflow.tracking import MlflowClient
+def build_report(experiments: list[str] | None, output: Path, seeds: list[str] | None = None,
+                 replicates: int = 2000) -> Report:
+    """Build the results table (these seeds only, if given), fetch the runs' per-item outcomes,
+    write the files and log them on a new "report" run."""
+    from .results_table import open_client
 
-    uri = tracking_uri()
-    if (db := sqlite_path(uri)) and not db.exists():  # MlflowClient would create an empty store
-        raise ReportError(f"no MLflow store at {uri} (set MLFLOW_TRACKING_URI to read another one)")
-    client = MlflowClient(uri)
-    chosen = select_experiments(client, experiments, uri)
-    samples, notes = fetch_samples(client, chosen)
-    if seeds:
-        found = sorted({s.seed for s in samples}, key=_seed_order)
-        samples = [s for s in samples if s.seed in seeds]
-        if not samples:
-            raise ReportError(f"no finished target runs with seed {', '.join(seeds)} in experiment(s) "
-                              f"{', '.join(e.name for e in chosen)} (their seeds: {', '.join(found) or 'none'})")
-    if not samples:
-        raise ReportError(f"no finished target runs in experiment(s) "
-                          f"{', '.join(e.name for e in chosen) or '(none: the store is empty)'} "
-                          f"of the MLflow store {uri}" + (f" ({'; '.join(notes)})" if notes else ""))
-    samples, dup_notes = keep_latest(samples)
-    table = Table(samples, notes + dup_notes)
+    results = build_results(experiments, seeds=seeds)
+    client, _ = open_client(results.uri)
+    outcomes = {run_id: load_outcomes(client, run_id) for run_id in results.frame["run_id"].unique()}
+    table = Table(results, {k: v for k, v in outcomes.items() if v is not None}, replicates)
+    if lacking := sum(v is None for v in outcomes.values()):
+        table.notes.append(f"{lacking} run(s) have no per-item outcomes (made before they were recorded): "
+                           "their gains have no interval")
     paths = table.write(Path(output))
-    names = [e.name for e in chosen if e.name in {s.source for s in samples}]  # those with runs
     tracker = Tracker(REPORTS_EXPERIMENT)
-    run = tracker.start("report", tags={"kind": "report", "experiments": ",".join(names)[:5000]})
+    run = tracker.start("report", tags={"kind": "report", "experiments": ",".join(results.experiments)[:5000]})
     status = "FAILED"
     try:
         for p in paths.values():
@@ -353,4 +272,4 @@ def build_report(experiments: list[str] | None, output: Path, seeds: list[str] |
         status = "FINISHED"
     finally:
         run.end(status)
-    return Report(table, paths, run.run_id, names)
+    return Report(table, paths, run.run_id, results.experiments)

@@ -35,9 +35,14 @@ def test_multitask_plan_is_seeded_and_draws_tasks_in_proportion():
     assert 0.72 < share < 0.88  # 0.8 expected
     uniform = Counter(t for t, _ in plan_steps(lengths, 16, 1, 0, False, "uniform"))
     assert 0.4 < uniform["a"] / len(plan) < 0.6
-    # a task that runs out of batches starts a new, reshuffled pass rather than stopping
-    ids_b = [tuple(b) for t, b in plan_steps(lengths, 16, 1, 0, False, "uniform") if t == "b"]
-    assert len(ids_b) > 800 // 16 and len(set(ids_b)) <= len(ids_b)
+    # a task that runs out of batches starts a new, reshuffled pass rather than stopping: b's draws
+    # run through whole passes, each serving every example of b once, the second in a new order
+    ids_b = [b for t, b in plan_steps(lengths, 16, 1, 0, False, "uniform") if t == "b"]
+    per_pass = 800 // 16
+    passes = [ids_b[s: s + per_pass] for s in range(0, len(ids_b) - per_pass + 1, per_pass)]
+    assert len(passes) >= 2
+    assert all(sorted(i for batch in p for i in batch) == list(range(800)) for p in passes)
+    assert passes[0] != passes[1]
 
 
 def test_fixed_share_for_the_mlm_stream():

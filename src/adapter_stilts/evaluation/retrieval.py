@@ -21,6 +21,7 @@ import numpy as np
 
 from ..models.loading import embed_sentences
 from ..tasks.families import write_lines
+from .outcomes import Formula, Mean, Ratio, SpanF1, item_ids, write_language
 from ..tasks.registry import Task
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ MARGIN_K = 4  # neighbourhood size of the margin (LASER/XTREME)
 QUERY_BATCH = 8192  # queries per faiss search call: bounds the (batch x k) result buffers
 
 Embed = Callable[[list[str]], np.ndarray]
+Items = tuple[list[str], dict[str, list]]  # per-item ids and outcome columns
 
 
 def retrieval_layer(layer: int, num_layers: int) -> int:
@@ -71,10 +73,31 @@ def nearest(sources: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return knn(sources, targets, 1)[1][:, 0]
 
 
-def tatoeba_language(embed: Embed, pairs: list[dict], out: Path) -> dict[str, float]:
+def tatoeba_language(embed: Embed, pairs: list[dict], out: Path) -> tuple[dict[str, float], Items]:
     found = nearest(embed([p["source"] for p in pairs]), embed([p["target"] for p in pairs]))
     write_lines(out, [str(int(i)) for i in found])
-    return {"accuracy": float(np.mean(found == np.arange(len(pairs))))}
+    correct = found == np.arange(len(pairs))
+    return {"accuracy": float(np.mean(correct))}, (item_ids(pairs), {"correct": correct.astype(int).tolist()})
+
+
+# per-item outcomes (evaluation/outcomes.py): Tatoeba per query, BUCC per source sentence
+ITEM_METRICS: dict[str, dict[str, Formula]] = {
+    "alignment": {"accuracy": Mean("correct")},
+    "mining": {"f1": SpanF1(), "precision": Ratio("tp", "n_pred"), "recall": Ratio("tp", "n_gold")},
+}
+
+
+def mining_items(predicted: set, gold: set) -> tuple[list[str], dict[str, list]]:
+    """Per source sentence that is mined or gold: its right, mined and gold pairs; their sums give
+    `bucc_f1` exactly."""
+    sources = sorted({s for s, _ in predicted | gold})
+    stats = {"tp": dict.fromkeys(sources, 0), "n_pred": dict.fromkeys(sources, 0), "n_gold": dict.fromkeys(sources, 0)}
+    for pair in predicted:
+        stats["n_pred"][pair[0]] += 1
+        stats["tp"][pair[0]] += pair in gold
+    for pair in gold:
+        stats["n_gold"][pair[0]] += 1
+    return sources, {k: [v[s] for s in sources] for k, v in stats.items()}
 
 
 # ---------------------------------------------------------------- BUCC mining
@@ -157,14 +180,15 @@ def mine_record(embed: Embed, record: dict, k: int = MARGIN_K) -> tuple[list[tup
     return [(src_owner[pairs[n, 0]], tgt_owner[pairs[n, 1]]) for n in keep], scores[keep]
 
 
-def bucc_language(embed: Embed, dev: dict, test: dict, out: Path) -> dict[str, float]:
+def bucc_language(embed: Embed, dev: dict, test: dict, out: Path) -> tuple[dict[str, float], Items]:
     dev_pairs, dev_scores = mine_record(embed, dev)
     gold_dev = set(map(tuple, dev["gold"]))
     threshold = best_threshold(dev_scores, np.array([p in gold_dev for p in dev_pairs], dtype=bool), len(gold_dev))
     test_pairs, test_scores = mine_record(embed, test)
     predicted = [p for p, s in zip(test_pairs, test_scores) if s >= threshold]
     write_lines(out, [f"{s}\t{t}" for s, t in predicted])
-    return {**bucc_f1(set(predicted), set(map(tuple, test["gold"]))), "threshold": threshold}
+    gold = set(map(tuple, test["gold"]))
+    return {**bucc_f1(set(predicted), gold), "threshold": threshold}, mining_items(set(predicted), gold)
 
 
 def _single(records: list[dict], what: str) -> dict:
@@ -202,13 +226,14 @@ def retrieval_eval(model, tokenizer, task: Task, tests: dict[str, list[dict]], d
     for lang, examples in tests.items():
         out = Path(pred_dir) / task.name / f"test-{lang}.tsv"
         if kind == "alignment":
-            results[lang] = tatoeba_language(embed, examples, out)
+            results[lang], items = tatoeba_language(embed, examples, out)
         elif kind == "mining":
             if lang not in devs:
                 raise ValueError(f"{task.name}: no dev data for '{lang}' (its threshold is chosen on dev gold)")
-            results[lang] = bucc_language(embed, _single(devs[lang], f"{task.name} dev {lang}"),
-                                          _single(examples, f"{task.name} test {lang}"), out)
+            results[lang], items = bucc_language(embed, _single(devs[lang], f"{task.name} dev {lang}"),
+                                                 _single(examples, f"{task.name} test {lang}"), out)
         else:
             raise ValueError(f"task {task.name}: notes['retrieval'] must be 'alignment' or 'mining', not {kind!r}")
+        write_language(pred_dir, task.name, lang, *items)
         log.info("%s %s: %s", task.name, lang, {m: round(v, 4) for m, v in results[lang].items()})
     return results

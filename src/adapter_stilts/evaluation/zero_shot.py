@@ -1,5 +1,6 @@
 """Zero-shot scoring in every test language, with per-language prediction files
-(XTREME layout: `<task>/test-<lang>.tsv`, one prediction per input line)."""
+(XTREME layout: `<task>/test-<lang>.tsv`, one prediction per input line) and per-item outcomes
+(`<task>/outcomes-<lang>.parquet`, evaluation/outcomes.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +10,7 @@ from tqdm.auto import tqdm
 from .. import distributed as dist
 from ..tasks.families import family_of
 from ..tasks.registry import Task
+from .outcomes import item_ids, write_language
 from .predict import predict_logits
 
 
@@ -25,4 +27,5 @@ def zero_shot_eval(model, task: Task, tests: dict[str, tuple[list[dict], list[di
         preds = family.decode(task, outputs, features, examples)
         family.write_predictions(pred_dir, task, lang, preds, examples)
         results[lang] = family.score(task, preds, examples, lang)
+        write_language(pred_dir, task.name, lang, item_ids(examples), family.item_stats(task, preds, examples, lang))
     return results

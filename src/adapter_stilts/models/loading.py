@@ -62,6 +62,13 @@ def resolve_model(name: str) -> str:
     return name
 
 
+def model_layers(path: str) -> int:
+    """The encoder's number of transformer layers (the model's size in a result's identity)."""
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(path).num_hidden_layers)
+
+
 def check_max_length(path: str, max_length: int) -> None:
     """model.max_length must fit the model's position embeddings (XLM-R reserves pad+1 of them)."""
     from transformers import AutoConfig

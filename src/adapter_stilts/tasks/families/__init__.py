@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ...evaluation.outcomes import Formula, Mean
 from ..registry import Task
 
 IGNORE = -100  # label id the heads' losses ignore (non-first sub-words, special tokens)
@@ -34,6 +35,18 @@ class Family(Protocol):
 
     def write_predictions(self, folder: Path, task: Task, lang: str, predictions: list[Any],
                           examples: list[dict]) -> Path: ...
+
+    # target families: the per-item numbers a resample recomputes the metrics from (evaluation/outcomes.py)
+    def item_metrics(self, task: Task) -> dict[str, Formula]: ...
+
+    def item_stats(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, list]: ...
+
+
+ACCURACY: dict[str, Formula] = {"accuracy": Mean("correct")}
+
+
+def correct_items(predictions: list[Any], examples: list[dict]) -> dict[str, list]:
+    return {"correct": [int(p == e["label"]) for p, e in zip(predictions, examples)]}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

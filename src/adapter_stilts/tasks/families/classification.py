@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from ...evaluation.outcomes import Formula
 from ..registry import Task
-from . import write_lines
+from . import ACCURACY, correct_items, write_lines
 
 
 class ClassificationFamily:
@@ -35,6 +36,12 @@ class ClassificationFamily:
 
     def score(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, float]:
         return {"accuracy": float(np.mean([p == e["label"] for p, e in zip(predictions, examples)]))}
+
+    def item_metrics(self, task: Task) -> dict[str, Formula]:
+        return ACCURACY
+
+    def item_stats(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, list]:
+        return correct_items(predictions, examples)
 
     def write_predictions(self, folder: Path, task: Task, lang: str, predictions: list[Any],
                           examples: list[dict]) -> Path:

@@ -12,12 +12,14 @@ beats it. Metric: SQuAD EM/F1, or MLQA's language-aware EM/F1 for tasks with
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...evaluation.qa_metrics import mlqa_scores, squad_scores
+from ...evaluation.outcomes import Formula, Mean
+from ...evaluation.qa_metrics import mlqa_scores, normalize_mlqa, question_scores, squad_scores
 from ..registry import Task
 
 CLS = 0  # the first token (<s> / [CLS]) stands for "no answer in this window"
@@ -116,6 +118,18 @@ class ExtractiveQAFamily:
         if task.notes.get("qa_metric") == "mlqa":
             return mlqa_scores(predictions, golds, lang)
         return squad_scores(predictions, golds, v2=bool(task.notes.get("no_answer")))
+
+    def item_metrics(self, task: Task) -> dict[str, Formula]:
+        return {"exact_match": Mean("exact_match"), "f1": Mean("f1")}
+
+    def item_stats(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, list]:
+        """EM and F1 per question, by the same rules as `score` (SQuAD's or MLQA's)."""
+        if task.notes.get("qa_metric") == "mlqa":
+            scorer = partial(question_scores, normalize=partial(normalize_mlqa, lang=lang))
+        else:
+            scorer = partial(question_scores, v2=bool(task.notes.get("no_answer")))
+        pairs = [scorer(p, [a["text"] for a in e["answers"]]) for p, e in zip(predictions, examples)]
+        return {"exact_match": [em for em, _ in pairs], "f1": [f1 for _, f1 in pairs]}
 
     def write_predictions(self, folder: Path, task: Task, lang: str, predictions: list[Any],
                           examples: list[dict]) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..readers import DataError
 from ..registry import Task
-from . import write_lines
+from . import ACCURACY, correct_items, write_lines
 
 
 def num_choices(task: Task) -> int:
@@ -68,6 +68,12 @@ class MultipleChoiceFamily:
 
     def score(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, float]:
         return {"accuracy": float(np.mean([p == e["label"] for p, e in zip(predictions, examples)]))}
+
+    def item_metrics(self, task: Task) -> dict[str, Formula]:
+        return ACCURACY
+
+    def item_stats(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, list]:
+        return correct_items(predictions, examples)
 
     def write_predictions(self, folder: Path, task: Task, lang: str, predictions: list[Any],
                           examples: list[dict]) -> Path:

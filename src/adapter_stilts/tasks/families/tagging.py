@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ...evaluation.outcomes import Formula, Ratio, SpanF1
 from ..registry import Task
 from . import IGNORE, write_lines
 
@@ -61,6 +62,24 @@ class TaggingFamily:
             f1 = float(f1_score(gold, predictions))
         flat = [(p, g) for ps, gs in zip(predictions, gold) for p, g in zip(ps, gs)]
         return {"f1": f1, "token_accuracy": float(np.mean([p == g for p, g in flat])) if flat else 0.0}
+
+    def item_metrics(self, task: Task) -> dict[str, Formula]:
+        return {"f1": SpanF1(), "token_accuracy": Ratio("tok_correct", "n_tokens")}
+
+    def item_stats(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, list]:
+        """Per sentence: seqeval's spans (the same chunking `score` uses) that are right, predicted
+        and gold, and the words tagged right."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        stats: dict[str, list] = {"tp": [], "n_pred": [], "n_gold": [], "tok_correct": [], "n_tokens": []}
+        for pred, e in zip(predictions, examples):
+            gold_spans, pred_spans = set(get_entities(list(e["tags"]))), set(get_entities(list(pred)))
+            stats["tp"].append(len(gold_spans & pred_spans))
+            stats["n_pred"].append(len(pred_spans))
+            stats["n_gold"].append(len(gold_spans))
+            stats["tok_correct"].append(sum(p == g for p, g in zip(pred, e["tags"])))
+            stats["n_tokens"].append(min(len(pred), len(e["tags"])))
+        return stats
 
     def write_predictions(self, folder: Path, task: Task, lang: str, predictions: list[Any],
                           examples: list[dict]) -> Path:
