@@ -3,8 +3,13 @@ the MLflow store it writes; plus launch modes and early failures."""
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+
+from adapter_stilts.evaluation.outcomes import language_metrics, task_formulas
+from adapter_stilts.identity import ResultIdentity
+from adapter_stilts.tasks.registry import get_task
 
 from adapter_stilts.tasks.catalog.tagging import UPOS
 from conftest import deepspeed_launcher, mlflow_runs, run_cli
@@ -18,7 +23,7 @@ def _check(proc):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
 
-def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path):
+def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path, tiny_model_dir):
     _check(run_cli(["--exp", str(write_experiment())], tmp_path))
     client, runs = _runs(tmp_path)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -46,6 +51,25 @@ def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path):
     # XTREME layout: one tag per line, a blank line closing each of the 6 sentences
     lines = (tagging / "udpos" / "test-fr.tsv").read_text().split("\n")
     assert lines.count("") == 6 + 1 and all(t in UPOS for t in lines if t)
+
+    # the result's identity, as data (id.* tags): the display name is derived, never the key
+    assert ResultIdentity.from_tags(xnli.data.tags) == ResultIdentity(
+        model=str(tiny_model_dir), model_layers=2, mode="adapters", strategy="each", intermediate_tasks=("anli",),
+        intermediate_examples=32, intermediate_seed=7, target_seed=7, target_task="xnli")
+    assert xnli.data.tags["id.k"] == "1" and xnli.data.tags["id.display_name"] == "anli"
+    none = ResultIdentity.from_tags(children["target/xnli/none"].data.tags)
+    assert (none.strategy, none.k, none.intermediate_seed, none.display_name) == ("none", 0, None, "none")
+    # per-item outcomes of every target scoring reproduce its logged metrics
+    for unit in ("target/xnli/anli", "target/udpos/none", "target/tatoeba/anli"):
+        run = children[unit]
+        task = get_task(run.data.tags["task"])
+        frame = pd.read_parquet(client.download_artifacts(run.info.run_id, "outcomes/outcomes.parquet",
+                                                          str(tmp_path / "dl5" / unit)))
+        for lang, metrics in language_metrics(task_formulas(task), frame).items():
+            assert run.data.metrics[f"n_items/{lang}"] == (frame["language"] == lang).sum()
+            for m, v in metrics.items():
+                assert v == pytest.approx(run.data.metrics[f"test/{lang}/{m}"], abs=1e-12), (unit, lang, m)
+    assert len(frame) == 3 * 20 and frame["item_id"].is_unique  # tatoeba: 3 languages x 20 queries
 
     # the logged adapter (with its head) loads with the adapters library
     from adapters import AutoAdapterModel

@@ -1,74 +1,80 @@
-"""The cross-experiment report, on a real MLflow SQLite store written with the project's Tracker in
-the pipeline's run layout (parents, intermediate and target children, their tags and metrics)."""
-import csv
+"""The results table and the report built on it, on a real MLflow SQLite store written with the
+project's Tracker in the pipeline's run layout: target runs with identity tags (id.*), per-language
+metrics and per-item outcome artifacts."""
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from adapter_stilts.report import NO_INTERMEDIATE, ReportError, RowKey, Sample, build_report, keep_latest
+from adapter_stilts.evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, language_metrics, task_formulas
+from adapter_stilts.identity import ResultIdentity
+from adapter_stilts.report import ReportError, build_report
+from adapter_stilts.results_table import TABLE_COLUMNS, build_results
+from adapter_stilts.tasks.registry import get_task
 from adapter_stilts.tracking import Tracker
 from conftest import run_cli
 
-# inputs: (experiment, mode, model, seed) -> {(setup, task): test/avg metrics (fractions)}
-ADAPTERS, FULL_MODEL = "me5-small", "/models/xlm-roberta-base"
+ME5, XLMR = "me5-small", "/models/xlm-roberta-base"
+LANGS = ("de", "sw")
+N = 300  # items per language
+SUBSET_A, SUBSET_B = ("mnli", "squad", "anli_plus"), ("mnli", "squad", "hellaswag")
+TEN = ("anli_plus", "ccg", "commonsenseqa", "cosmosqa", "hellaswag", "mnli", "qqp", "socialiqa", "squad", "squad_v2")
+
+
+def _outcomes(task: str, quality: float, seed: int) -> pd.DataFrame:
+    """Per-item outcomes on the SAME items for every arm and seed; `quality` sets the level."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for lang in LANGS:
+        ids = [f"{lang}-{j}" for j in range(N)]
+        if task == "xnli":
+            frames.append(pd.DataFrame({"language": lang, "item_id": ids, "correct": (rng.random(N) < quality) * 1}))
+        else:
+            f1 = np.clip(rng.random(N) * quality * 2, 0, 1)
+            frames.append(pd.DataFrame({"language": lang, "item_id": ids, "exact_match": (f1 > 0.9) * 1.0, "f1": f1}))
+    return pd.concat(frames, ignore_index=True)
+
+
+# (experiment, mode, model, seed, {(strategy, tasks, target task): outcome quality}); the outcome
+# draw is seeded by the arm and seed, so "none" and a setup with the same quality are the same items
+BASE = {("none", (), "xnli"): 0.5, ("none", (), "xquad"): 0.3}
 RUNS = [
-    ("matrix_a", "adapters", ADAPTERS, 1, {
-        ("anli_plus", "xnli"): {"accuracy": 0.20},  # replaced by the rerun below
-        ("anli_plus", "xquad"): {"exact_match": 0.40, "f1": 0.60},
-        ("none", "xnli"): {"accuracy": 0.50},
-        ("none", "xquad"): {"exact_match": 0.30, "f1": 0.50}}),
-    ("matrix_a", "adapters", ADAPTERS, 2, {
-        ("anli_plus", "xnli"): {"accuracy": 0.62},
-        ("anli_plus", "xquad"): {"exact_match": 0.44, "f1": 0.66},
-        ("none", "xnli"): {"accuracy": 0.54},
-        ("none", "xquad"): {"exact_match": 0.32, "f1": 0.56}}),
-    ("matrix_a", "adapters", ADAPTERS, 1, {  # a later rerun of seed 1: it wins
-        ("anli_plus", "xnli"): {"accuracy": 0.58}}),
-    ("matrix_full", "full", FULL_MODEL, 1, {  # has no xquad
-        ("mnli", "xnli"): {"accuracy": 0.70},
-        ("none", "xnli"): {"accuracy": 0.65}}),
+    ("matrix", "adapters", ME5, 1, {**BASE, ("each", ("mnli",), "xnli"): 0.8, ("each", ("mnli",), "xquad"): 0.3,
+                                    ("multitask", SUBSET_A, "xnli"): 0.5, ("multitask", SUBSET_B, "xnli"): 0.6,
+                                    ("multitask", TEN, "xnli"): 0.5, ("multitask", ("mnli", "squad"), "xnli"): 0.5}),
+    ("matrix", "adapters", ME5, 2, {**BASE, ("each", ("mnli",), "xnli"): 0.75, ("each", ("mnli",), "xquad"): 0.3}),
+    ("matrix", "adapters", ME5, 1, {("each", ("mnli",), "xnli"): 0.7}),  # a later rerun of seed 1: it wins
+    ("full_matrix", "full", XLMR, 1, {("none", (), "xnli"): 0.6, ("each", ("mnli",), "xnli"): 0.65}),
 ]
-LATER_BASELINE = ("matrix_b", "adapters", ADAPTERS, 1, {("none", "xnli"): {"accuracy": 0.90}})
 
 
-def _invocation(exp, mode, model, seed, results):
-    """One `run.py` invocation as the pipeline logs it; returns {(setup, task): target run id}."""
+def _quality_seed(strategy, tasks, target, seed, quality):
+    # the same draw for the same quality: an arm equal to the baseline scores the same items the same way
+    return int(quality * 1000) + seed * 7 + (target == "xquad")
+
+
+def _invocation(exp, mode, model, seed, results, tmp):
     tracker = Tracker(exp)
-    parent = tracker.start(exp, tags={"experiment": exp, "mode": mode, "seed": seed, "model": model,
-                                      "config_key": "k"})
+    parent = tracker.start(exp, tags={"experiment": exp, "mode": mode, "seed": seed, "model": model})
     ids = {}
-    for setup in dict.fromkeys(s for s, _ in results):
-        if setup != NO_INTERMEDIATE:
-            tags = {"experiment": exp, "mode": mode, "intermediate": setup, "phase": "intermediate",
-                    "task": setup, "seed": seed}
-            with tracker.child(f"intermediate/{setup}", parent, tags) as run:
-                run.log_metrics({"dev/accuracy": 0.99})
-        for (s, task), metrics in results.items():
-            if s != setup:
-                continue
-            tags = {"experiment": exp, "mode": mode, "intermediate": setup, "phase": "target", "task": task,
-                    "seed": seed}
-            with tracker.child(f"target/{task}/{setup}", parent, tags) as run:
-                run.log_metrics({**{f"test/{lang}/{m}": v for m, v in metrics.items() for lang in ("de", "sw")},
-                                 **{f"test/avg/{m}": v for m, v in metrics.items()}})
-            ids[setup, task] = run.run_id
-            time.sleep(0.01)  # distinct start times: "latest" is well defined
+    for (strategy, tasks, target), quality in results.items():
+        ident = ResultIdentity(model, 12 if model == ME5 else 24, mode, strategy, tasks, 400 * len(tasks),
+                               seed if tasks else None, seed, target)
+        frame = _outcomes(target, quality, _quality_seed(strategy, tasks, target, seed, quality))
+        per_lang = language_metrics(task_formulas(get_task(target)), frame)
+        tags = {"experiment": exp, "phase": "target", "task": target, **ident.tags()}
+        with tracker.child(f"target/{target}/{ident.display_name}", parent, tags) as run:
+            run.log_metrics({f"test/{lang}/{m}": v for lang, ms in per_lang.items() for m, v in ms.items()})
+            run.log_metrics({f"n_items/{lang}": N for lang in LANGS})
+            path = tmp / run.run_id / OUTCOMES_FILE
+            path.parent.mkdir(parents=True)
+            frame.to_parquet(path)
+            run.log_artifacts(path, OUTCOMES_ARTIFACT)
+        ids[strategy, tasks, target] = run.run_id
+        time.sleep(0.01)  # distinct start times: "latest" is well defined
     parent.end()
     return ids
-
-
-def _unfinished(exp, status):
-    """A target run that did not finish (with a score that would show if it were read)."""
-    tracker = Tracker(exp)
-    parent = tracker.start(exp, tags={"experiment": exp, "mode": "adapters", "seed": 1, "model": ADAPTERS})
-    run = tracker.start("target/xnli/anli_plus", parent, {"experiment": exp, "mode": "adapters", "seed": 1,
-                                                          "intermediate": "anli_plus", "phase": "target",
-                                                          "task": "xnli"})
-    run.log_metrics({"test/avg/accuracy": 0.01})
-    if status != "RUNNING":
-        run.end(status)
-    parent.end(status)
 
 
 @pytest.fixture(scope="module")
@@ -76,165 +82,117 @@ def store(tmp_path_factory):
     folder = tmp_path_factory.mktemp("store")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
-        ids = [_invocation(*r) for r in RUNS]
-        _unfinished("matrix_a", "FAILED")
-        _unfinished("matrix_a", "RUNNING")
-        Tracker("empty_exp").start("empty_exp", tags={"experiment": "empty_exp"}).end()
-        later = _invocation(*LATER_BASELINE)
-        report = build_report(["matrix_a", "matrix_full"], folder / "out")
-        yield dict(folder=folder, ids=ids, later=later, report=report, mp=mp)
+        ids = [_invocation(*r, folder / "artifacts-in") for r in RUNS]
+        tracker = Tracker("matrix")  # an unfinished run and one without identity tags: left out
+        parent = tracker.start("matrix")
+        run = tracker.start("target/xnli/x", parent, {"phase": "target", "task": "xnli",
+                                                      **ResultIdentity(ME5, 12, "adapters", "each", ("sst2",),
+                                                                       400, 1, 1, "xnli").tags()})
+        run.log_metrics({"test/de/accuracy": 0.01})
+        old = tracker.start("target/xnli/old", parent, {"phase": "target", "task": "xnli", "intermediate": "old"})
+        old.log_metrics({"test/de/accuracy": 0.02})
+        old.end()
+        Tracker("empty_exp").start("empty_exp").end()
+        report = build_report(["matrix", "full_matrix"], folder / "out", replicates=1000)
+        yield dict(folder=folder, ids=ids, report=report, mp=mp, uri=f"sqlite:///{folder / 'mlflow.db'}")
 
 
-def _headline(metrics):
-    return (metrics["exact_match"] + metrics["f1"]) / 2 if "f1" in metrics else metrics["accuracy"]
+def _row(table, mode, name, tasks=None):
+    return next(r for r in table.rows if r[2] == mode and table.names[r] == name and (tasks is None or r[4] == tasks))
 
 
-def _scores(setup, task, mode="adapters", runs=RUNS):
-    """The expected per-seed headline scores, the latest input per seed."""
-    out = {}
-    for _, m, _, seed, results in runs:
-        if m == mode and (setup, task) in results:
-            out[seed] = _headline(results[setup, task])
-    return [out[s] for s in sorted(out)]
+def test_results_table_is_one_row_per_run_and_language(store):
+    results = build_results(["matrix"], store["uri"])
+    frame = results.frame
+    assert tuple(frame.columns) == TABLE_COLUMNS
+    # runs: none x2 + mnli x2 + 4 multitask on seed 1; none x2 + mnli x2 on seed 2; the seed-1 xnli rerun
+    # replaces the first (latest wins); the unfinished and the tagless run are left out
+    assert frame["run_id"].nunique() == 8 + 4 and len(frame) == 12 * len(LANGS)
+    assert any("left out: no identity tag" in n for n in results.notes)
+    rerun = frame[(frame["setup"] == "mnli") & (frame["target_task"] == "xnli") & (frame["target_seed"] == 1)]
+    assert set(rerun["run_id"]) == {store["ids"][2]["each", ("mnli",), "xnli"]}
+    de = rerun[rerun["language"] == "de"].iloc[0]
+    assert de["metric"] == "accuracy" and de["n_items"] == N and de["k"] == 1 and de["model_layers"] == 12
+    qa = frame[(frame["target_task"] == "xquad")].iloc[0]
+    assert qa["metric"] == "(EM+F1)/2"
+    assert all(s > 0.1 for s in frame["score"])  # the unfinished run scored 0.01
 
 
-def _row(table, mode, setup):
-    return next(r for r in table.rows if (r.mode, r.setup) == (mode, setup))
-
-
-def test_cells_are_means_over_seeds_with_std_and_gain(store):
+def test_two_subsets_of_one_size_are_two_rows_and_rows_sort_by_k(store):
     table = store["report"].table
-    assert [(r.mode, r.setup) for r in table.rows] == [("adapters", "none"), ("adapters", "anli_plus"),
-                                                      ("full", "none"), ("full", "mnli")]
-    assert table.tasks == ["xnli", "xquad"]
-    row, base = _row(table, "adapters", "anli_plus"), _row(table, "adapters", NO_INTERMEDIATE)
-    for task in ("xnli", "xquad"):
-        mine, theirs = _scores("anli_plus", task), _scores("none", task)
-        cell = table.cell(row, task)
-        assert cell.n == 2
-        assert cell.mean == pytest.approx(np.mean(mine))
-        assert cell.std == pytest.approx(np.std(mine, ddof=1))
-        assert cell.gain == pytest.approx(np.mean(mine) - np.mean(theirs))
-        assert table.cell(base, task).gain is None  # the baseline itself
-    # QA: (EM + F1) / 2 per seed, e.g. seed 2 of anli_plus: (0.44 + 0.66) / 2
-    assert table.cell(row, "xquad").mean == pytest.approx(np.mean([(0.40 + 0.60) / 2, (0.44 + 0.66) / 2]))
-    # avg: the mean over tasks; std over the per-seed averages
-    per_seed = np.mean([_scores("anli_plus", "xnli"), _scores("anli_plus", "xquad")], axis=0)
-    base_avg = np.mean([np.mean(_scores("none", t)) for t in ("xnli", "xquad")])
-    avg = table.cell(row, "avg")
-    assert avg.mean == pytest.approx(per_seed.mean()) and avg.std == pytest.approx(np.std(per_seed, ddof=1))
-    assert avg.gain == pytest.approx(per_seed.mean() - base_avg)
+    me5 = [r for r in table.rows if r[2] == "adapters"]
+    assert [(table.names[r], r[4]) for r in me5] == [
+        ("none", ""), ("mnli", "mnli"), ("multitask2", "mnli,squad"), ("multitask3", "anli_plus,mnli,squad"),
+        ("multitask3", "hellaswag,mnli,squad"), ("multitask10", ",".join(TEN))]
+    md = table.markdown()
+    assert "multitask3 (anli_plus, mnli, squad)" in md and "multitask3 (hellaswag, mnli, squad)" in md
 
 
-def test_seed_filter_keeps_only_those_seeds(store, tmp_path):
-    table = build_report(["matrix_a"], tmp_path / "seed2", seeds=["2"]).table
-    row = _row(table, "adapters", "anli_plus")
-    for task in ("xnli", "xquad"):
-        cell = table.cell(row, task)
-        assert cell.n == 1 and cell.mean == pytest.approx(_scores("anli_plus", task)[1])  # seed 2's
-        assert cell.gain == pytest.approx(_scores("anli_plus", task)[1] - _scores("none", task)[1])
-    with pytest.raises(ReportError, match="no finished target runs with seed 9 .*their seeds: 1, 2"):
-        build_report(["matrix_a"], tmp_path / "seed9", seeds=["9"])
-
-
-def test_gain_is_paired_with_the_baselines_runs_of_the_same_seeds():
-    from adapter_stilts.report import Table
-    none, mnli = RowKey(ADAPTERS, "adapters", NO_INTERMEDIATE), RowKey(ADAPTERS, "adapters", "mnli")
-    base = [Sample("baseline", none, "xnli", seed, score, f"b{seed}", (1, 2)) for seed, score in (("42", 0.50), ("43", 0.40))]
-    table = Table(base + [Sample("single", mnli, "xnli", "42", 0.55, "m42", (3, 4))])
-    assert table.cell(mnli, "xnli").gain == pytest.approx(0.05)  # against seed 42's 0.50, not the mean 0.45
-    assert table.cell(mnli, "avg").gain == pytest.approx(0.05)
-    assert table.records()[-1]["baseline"] == pytest.approx(50.0)
-    # a seed the baseline lacks: its mean over every seed it has
-    table = Table(base + [Sample("single", mnli, "xnli", "7", 0.55, "m7", (3, 4))])
-    assert table.cell(mnli, "xnli").gain == pytest.approx(0.10)
-
-
-def test_latest_run_wins_and_unfinished_runs_are_ignored(store):
+def test_cells_are_means_over_seeds_with_paired_gains_and_intervals(store):
     table = store["report"].table
-    row = _row(table, "adapters", "anli_plus")
-    seed1 = table.data[row]["xnli"]["1"]
-    assert seed1.score == pytest.approx(0.58) and seed1.run_id == store["ids"][2]["anli_plus", "xnli"]
-    assert all(s.score > 0.1 for s in table.samples)  # the FAILED / RUNNING runs scored 0.01
-    assert len(table.samples) == 4 * 2 + 2  # adapters: 2 setups x 2 tasks x 2 seeds; full: 2 x xnli
+    runs = store["report"].table.results.frame.groupby("run_id")["score"].mean()
+    ids = store["ids"]
+    mnli = [runs[ids[2]["each", ("mnli",), "xnli"]], runs[ids[1]["each", ("mnli",), "xnli"]]]  # seeds 1, 2
+    none = [runs[ids[0]["none", (), "xnli"]], runs[ids[1]["none", (), "xnli"]]]
+    cell = table.cell(_row(table, "adapters", "mnli"), "xnli")
+    assert cell.n == 2 and cell.mean == pytest.approx(np.mean(mnli)) and cell.std == pytest.approx(np.std(mnli, ddof=1))
+    assert cell.gain.estimate == pytest.approx(np.mean(mnli) - np.mean(none), abs=1e-12)
+    assert cell.gain.n_seeds == 2 and cell.gain.n_items == N * len(LANGS)
+    assert cell.gain.excludes_zero and cell.gain.low > 0  # planted: 0.5 -> 0.7 / 0.75
+    same = table.cell(_row(table, "adapters", "multitask3", "anli_plus,mnli,squad"), "xnli")
+    assert same.gain.estimate == 0 and same.gain.low <= 0 <= same.gain.high and not same.gain.excludes_zero
+    assert table.cell(_row(table, "adapters", "none"), "xnli").gain is None
+    # avg: over the row's tasks; its gain pools the tasks' paired gains
+    avg = table.cell(_row(table, "adapters", "mnli"), "avg")
+    xquad = table.cell(_row(table, "adapters", "mnli"), "xquad")
+    assert avg.gain.estimate == pytest.approx((cell.gain.estimate + xquad.gain.estimate) / 2)
 
 
-def test_markdown_marks_missing_tasks_and_shows_gains(store):
-    table, md = store["report"].table, store["report"].table.markdown()
-    row = _row(table, "adapters", "anli_plus")
-    c = table.cell(row, "xnli")
-    assert f"{c.mean * 100:.1f} ± {c.std * 100:.1f} ({c.gain * 100:+.1f}) n=2" in md
+def test_markdown_csv_and_heatmap_mark_gains_whose_interval_excludes_zero(store):
+    report = store["report"]
+    table, md = report.table, report.table.markdown()
+    g = table.cell(_row(table, "adapters", "mnli"), "xnli").gain
+    assert f"({g.estimate * 100:+.1f} [{g.low * 100:+.1f}, {g.high * 100:+.1f}]*)" in md
+    same = table.cell(_row(table, "adapters", "multitask3", "anli_plus,mnli,squad"), "xnli").gain
+    assert f"({same.estimate * 100:+.1f} [{same.low * 100:+.1f}, {same.high * 100:+.1f}])" in md
     full = next(line for line in md.splitlines() if "full: mnli" in line)
-    assert full.startswith("| [xlm-roberta-base] full: mnli * |")  # two models: labels name them
-    assert f"{70.0:.1f} ({(0.70 - 0.65) * 100:+.1f}) n=1 | – | {70.0:.1f} ({5.0:+.1f}) n=1 |" in full
-    assert "no xquad" in md and "xquad ((EM+F1)/2)" in md
-    assert table.cell(_row(table, "full", "mnli"), "xquad") is None
+    assert full.startswith("| [xlm-roberta-base L24] full: mnli † | 1 |")  # two models: labels name them
+    csv = pd.read_csv(report.paths["csv"])
+    line = csv[(csv["setup"] == "mnli") & (csv["task"] == "xnli") & (csv["mode"] == "adapters")].iloc[0]
+    assert line["significant"] and line["gain_low"] == pytest.approx(g.low * 100) and line["seeds"] == "1,2"
+    assert not csv[(csv["intermediate_tasks"] == "anli_plus,mnli,squad") & (csv["task"] == "xnli")]["significant"].iloc[0]
+    assert csv[csv["setup"] == "none"]["gain"].isna().all()
+    assert pd.read_parquet(report.paths["table"]).equals(table.results.frame)
 
 
-def test_csv_long_format(store):
-    table = store["report"].table
-    with open(store["report"].paths["csv"]) as f:
-        rows = list(csv.DictReader(f))
-    assert list(rows[0])[:8] == ["model", "mode", "setup", "task", "seed", "score", "baseline", "gain"]
-    xquad = [r for r in rows if (r["mode"], r["setup"], r["task"]) == ("adapters", "anli_plus", "xquad")]
-    assert [float(r["score"]) for r in xquad] == pytest.approx([s * 100 for s in _scores("anli_plus", "xquad")])
-    # each seed against the baseline's run of the same seed
-    assert [float(r["baseline"]) for r in xquad] == pytest.approx([s * 100 for s in _scores("none", "xquad")])
-    # the mean of the per-seed gains is the table's gain
-    for task in ("xnli", "xquad", "avg"):
-        gains = [float(r["gain"]) for r in rows if (r["setup"], r["task"]) == ("anli_plus", task)]
-        assert np.mean(gains) == pytest.approx(table.cell(_row(table, "adapters", "anli_plus"), task).gain * 100)
-    baseline_rows = [r for r in rows if r["setup"] == NO_INTERMEDIATE]
-    assert baseline_rows and all(r["gain"] == "" for r in baseline_rows)
-
-
-def test_report_run_holds_the_three_files(store):
+def test_report_run_holds_its_files(store):
     from matplotlib.image import imread
     from mlflow.tracking import MlflowClient
 
     report = store["report"]
-    client = MlflowClient(f"sqlite:///{store['folder'] / 'mlflow.db'}")
+    client = MlflowClient(store["uri"])
     run = client.get_run(report.run_id)
-    assert client.get_experiment(run.info.experiment_id).name == "reports"
-    assert run.info.run_name == "report" and run.info.status == "FINISHED"
-    assert run.data.tags["kind"] == "report" and run.data.tags["experiments"] == "matrix_a,matrix_full"
-    assert {a.path for a in client.list_artifacts(report.run_id)} == {"report.md", "report.csv", "report.png"}
-    png = report.paths["png"]
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    image = imread(png)
+    assert client.get_experiment(run.info.experiment_id).name == "reports" and run.info.status == "FINISHED"
+    assert run.data.tags["experiments"] == "full_matrix,matrix"
+    assert {a.path for a in client.list_artifacts(report.run_id)} == {"report.md", "report.csv", "report.png",
+                                                                      "results.parquet"}
+    image = imread(report.paths["png"])
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
-def test_default_reads_every_experiment_and_one_seed_across_experiments(store, tmp_path):
-    report = build_report(None, tmp_path / "all")
-    assert set(report.experiments) == {"matrix_a", "matrix_full", "matrix_b"}  # those with runs
-    table = report.table
-    base = _row(table, "adapters", NO_INTERMEDIATE)
-    # matrix_b's later seed-1 baseline replaces matrix_a's: one seed, not two, and a note says so
-    assert table.data[base]["xnli"]["1"].run_id == store["later"]["none", "xnli"]
-    assert table.cell(base, "xnli").n == 2
-    assert "runs from experiments matrix_a, matrix_b differ; the latest (matrix_b) is used" in table.markdown()
-
-
-def test_a_shared_result_with_the_same_score_is_one_sample_without_a_note():
-    row = RowKey("me5-small", "adapters", NO_INTERMEDIATE)
-    first = Sample("baseline", row, "xnli", "42", 0.5, "r1", (1, 2))
-    hit = Sample("multitask9", row, "xnli", "42", 0.5, "r2", (3, 4))  # a cache hit: the same score
-    kept, notes = keep_latest([first, hit])
-    assert kept == [hit] and notes == []
-    kept, notes = keep_latest([first, Sample("multitask9", row, "xnli", "42", 0.6, "r3", (3, 4))])
-    assert [s.run_id for s in kept] == ["r3"]
-    assert notes == ["adapters: none, xnli, seed 42: runs from experiments baseline, multitask9 differ; "
-                     + "the latest (multitask9) is used"]
+def test_seed_filter(store, tmp_path):
+    table = build_report(["matrix"], tmp_path / "seed2", seeds=["2"], replicates=200).table
+    cell = table.cell(_row(table, "adapters", "mnli"), "xnli")
+    assert cell.n == 1 and cell.gain.n_seeds == 1
+    with pytest.raises(ReportError, match="no finished target runs with seed 9 .*their seeds: 1, 2"):
+        build_report(["matrix"], tmp_path / "seed9", seeds=["9"])
 
 
 def test_errors_name_the_store_and_the_nearest_experiment(store, tmp_path, monkeypatch):
-    uri = f"sqlite:///{store['folder'] / 'mlflow.db'}"
-    with pytest.raises(ReportError, match=r"unknown experiment 'matrix_ful'.*Did you mean 'matrix_full'\?"
-                                          r".*Known experiments: Default, empty_exp, matrix_a, matrix_b, matrix_full"):
-        build_report(["matrix_a", "matrix_ful"], tmp_path)
+    with pytest.raises(ReportError, match=r"unknown experiment 'full_matrx'.*Did you mean 'full_matrix'\?"):
+        build_report(["matrix", "full_matrx"], tmp_path)
     with pytest.raises(ReportError, match=f"no finished target runs in experiment\\(s\\) empty_exp of the "
-                                          f"MLflow store {uri}"):
+                                          f"MLflow store {store['uri']}"):
         build_report(["empty_exp"], tmp_path)
     missing = f"sqlite:///{tmp_path / 'nowhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", missing)
@@ -243,19 +201,16 @@ def test_errors_name_the_store_and_the_nearest_experiment(store, tmp_path, monke
     assert not (tmp_path / "nowhere.db").exists()
 
 
-def test_cli(store, tmp_path):
-    proc = run_cli(["report", "--exp", "matrix_a,matrix_full", "--output", str(tmp_path / "cli")], store["folder"])
+def test_cli_results_and_report(store, tmp_path):
+    out = tmp_path / "t.csv"
+    proc = run_cli(["results", "--exp", "matrix", "--out", str(out)], store["folder"])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip() == store["report"].table.markdown().strip()
-    assert {p.name for p in (tmp_path / "cli").iterdir()} == {"report.md", "report.csv", "report.png"}
-
-
-def test_cli_error(store, tmp_path, monkeypatch, capsys):
-    from adapter_stilts.cli import main
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store['folder'] / 'mlflow.db'}")
-    assert main(["report", "--exp", "matrx_full", "--output", str(tmp_path / "bad")]) == 2
-    assert "error: unknown experiment 'matrx_full'" in capsys.readouterr().err
-    assert main(["report", "--exp", "matrix_a", "--seed", "9,10", "--output", str(tmp_path / "bad")]) == 2
-    assert "error: no finished target runs with seed 9, 10 in experiment(s) matrix_a" in capsys.readouterr().err
+    assert f"written to {out}" in proc.stdout and len(pd.read_csv(out)) == 12 * len(LANGS)
+    proc = run_cli(["results", "--out", str(tmp_path / "t.json")], store["folder"])
+    assert proc.returncode == 2 and "must end in .parquet or .csv" in proc.stderr
+    proc = run_cli(["report", "--exp", "matrix,full_matrix", "--output", str(tmp_path / "cli")], store["folder"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| [me5-small L12] adapters: mnli | 1 |" in proc.stdout and "* = the interval excludes 0" in proc.stdout
+    proc = run_cli(["report", "--exp", "matrx", "--output", str(tmp_path / "bad")], store["folder"])
+    assert proc.returncode == 2 and "error: unknown experiment 'matrx'" in proc.stderr
     assert not (tmp_path / "bad").exists()
