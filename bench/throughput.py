@@ -42,7 +42,7 @@ LR, BATCH, MAX_LEN = 1e-3, 16, 128
 def _data(dataset: str, examples: int, seed: int, dev_size: int):
     from adapter_stilts.config import DataConfig
     from adapter_stilts.tasks.data import resolve_source, subset
-    from adapter_stilts.tasks.registry import get_task
+    from adapter_stilts.tasks.lookup import get_task
 
     source = resolve_source(DataConfig())
     if source.kind != "local":
@@ -61,7 +61,7 @@ def run_ours(model_path: str, task, train, dev, seed: int, overrides: list[str],
     from adapter_stilts import distributed as dist
     from adapter_stilts.config import TaskSettings, load_experiment
     from adapter_stilts.models.loading import load_tokenizer
-    from adapter_stilts.models.setup import trainable_model
+    from adapter_stilts.models.phase_models import trainable_model
     from adapter_stilts.tasks.families import family_of
     from adapter_stilts.tracking import RunHandle
     from adapter_stilts.training.engine import load_ds_config
@@ -177,10 +177,10 @@ def run_eval(model_path: str, languages: int, test_size: int) -> None:
     from adapter_stilts.evaluation.retrieval import retrieval_eval
     from adapter_stilts.evaluation.zero_shot import zero_shot_eval
     from adapter_stilts.models.loading import build_model, load_tokenizer
-    from adapter_stilts.models.setup import trainable_model
+    from adapter_stilts.models.phase_models import trainable_model
     from adapter_stilts.tasks.data import resolve_source, subset
     from adapter_stilts.tasks.families import family_of
-    from adapter_stilts.tasks.registry import get_task
+    from adapter_stilts.tasks.lookup import get_task
 
     cfg = load_experiment("demo", [])
     source, tok = resolve_source(DataConfig()), load_tokenizer(model_path)
@@ -225,7 +225,7 @@ def _fusion_scoring(model, xnli, tests: dict, cfg, pad_id: int, members: int = 7
 
     from adapter_stilts.evaluation.zero_shot import zero_shot_eval
     from adapter_stilts.models.loading import adapter_config
-    from adapter_stilts.models.setup import contiguous_fusion_inputs
+    from adapter_stilts.models.phase_models import contiguous_fusion_inputs
 
     names = [f"member{i}" for i in range(members)]
     for name in names:

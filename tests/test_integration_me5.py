@@ -54,7 +54,7 @@ def _first_sentence(context: str) -> str:
 def test_me5_small_extractive_qa_beats_the_first_sentence_baseline(write_experiment, tmp_path, me5_dir, data_dir):
     from adapter_stilts.evaluation.qa_metrics import squad_scores
     from adapter_stilts.tasks.data import subset
-    from adapter_stilts.tasks.registry import get_task
+    from adapter_stilts.tasks.lookup import get_task
 
     langs, test_size = ["de", "zh"], 80
     m = _run_target(write_experiment, tmp_path, "xquad",

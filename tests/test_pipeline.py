@@ -9,7 +9,7 @@ import yaml
 
 from adapter_stilts.evaluation.outcomes import language_metrics, task_formulas
 from adapter_stilts.identity import ResultIdentity
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 from adapter_stilts.tasks.catalog.tagging import UPOS
 from conftest import deepspeed_launcher, mlflow_runs, run_cli

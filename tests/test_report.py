@@ -11,7 +11,7 @@ from adapter_stilts.evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE,
 from adapter_stilts.identity import ResultIdentity
 from adapter_stilts.report import ReportError, build_report
 from adapter_stilts.results_table import TABLE_COLUMNS, build_results
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 from adapter_stilts.tracking import Tracker
 from conftest import run_cli
 

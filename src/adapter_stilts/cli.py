@@ -16,7 +16,7 @@ from .config import ConfigError, load_experiment
 def _user_errors() -> tuple[type, ...]:
     from .models.loading import ModelError
     from .tasks.readers import DataError
-    from .tasks.registry import UnknownTaskError
+    from .tasks.lookup import UnknownTaskError
 
     return (ConfigError, DataError, ModelError, UnknownTaskError)
 

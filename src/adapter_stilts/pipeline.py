@@ -9,7 +9,8 @@ import logging
 import os
 import random
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +25,36 @@ from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, merge_languag
 from .evaluation.zero_shot import zero_shot_eval
 from .identity import ResultIdentity
 from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, model_layers, resolve_model
-from .models.setup import PhaseArtifact, encoder_model, export_setup, trainable_model, trained_model
+from .models.phase_models import PhaseArtifact, encoder_model, export_setup, trainable_model, trained_model
 from .resume import RunState, config_key
-from .cache import PhaseCache, content_key, fingerprint
+from .cache import CacheEntry, PhaseCache
+from .cache_keys import content_key, fingerprint, intermediate_key, target_key, training_part
 from .integrity import write_manifest
 from .models.reuse import fetch_adapter
-from .models.setup import MANIFEST, average_adapters, fusion_setup
-from .setups import MLM_TASK, NO_INTERMEDIATE, Setup, check_strategy, intermediate_setups
-from .summary import Results
+from .models.phase_models import MANIFEST, average_adapters, fusion_setup
+from .intermediate_setups import MLM_TASK, NO_INTERMEDIATE, Setup, check_strategy, intermediate_setups
+from .summary import log_summary
 from .tasks.data import TaskData, load_task_data, resolve_source
 from .tasks.readers import DataError
 from .tasks.families import family_of
-from .tasks.registry import Task, get_task
+from .tasks.lookup import get_task
+from .tasks.registry import Task
 from .tracking import RunHandle, Tracker
 from .training.engine import batch_layout, load_ds_config
 from .training.checkpoints import checkpoints_of, full_phase_disk_need, warn_if_low_disk
 from .training.loop import Schedule, TaskStream, Trainer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Computed:
+    """What computing one unit of work gives `StiltsRecipe._memoised`."""
+    result: Path  # what the cache keeps: a trained result folder, or a retrieval scoring's predictions
+    record: dict  # what state.json records for the unit (the artifact, or the scores)
+    meta: dict = field(default_factory=dict)  # more metadata for the cache entry
+    extra: list[Path] = field(default_factory=list)  # files kept beside the cached result (per-item outcomes)
+    checkpoints: Path | None = None  # whose DeepSpeed checkpoints to discard once recorded
 
 
 def seed_everything(seed: int) -> None:
@@ -96,7 +109,6 @@ def check_writable(folder: Path) -> None:
 class StiltsRecipe:
     def __init__(self, cfg: ExperimentConfig):
         self.cfg = cfg
-        self.results = Results()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -130,7 +142,8 @@ class StiltsRecipe:
         for length in {self._max_length(name) for name in self.data}:
             check_max_length(self.base, length)
         self.features = {name: self._featurize(d) for name, d in self.data.items()}
-        self.tracker = Tracker(cfg.tracking.experiment or cfg.name)
+        self.tracker_experiment = cfg.tracking.experiment or cfg.name
+        self.tracker = Tracker(self.tracker_experiment)
         self.cache = PhaseCache(Path(cfg.tracking.output_dir) / "cache")
         self.inter_keys: dict[str, str] = {}  # setup -> content key of its intermediate result
         self.setups: dict[str, Setup] = {}  # the rows of this invocation, by display name
@@ -184,7 +197,7 @@ class StiltsRecipe:
         }
 
     # ------------------------------------------------------------------ the recipe
-    def run(self) -> Results:
+    def run(self) -> None:
         cfg = self.cfg
         t0 = time.time()
         for s in intermediate_setups(cfg):
@@ -197,10 +210,10 @@ class StiltsRecipe:
                 else:
                     self.score_retrieval(task, setup, inter)
         self.parent.log_new_metrics({"wall_time_s": time.time() - t0})  # of the first attempt to get here
-        self.results.log_to(self.parent, self.out / "summary", NO_INTERMEDIATE)
+        if dist.is_main():  # a view of this invocation's rows of the results table, read back from the store
+            log_summary(self.parent, self.tracker_experiment, self.out / "summary")
         self.state.finished = True
         self.state.save()
-        return self.results
 
     def intermediate(self, setup: Setup) -> PhaseArtifact | None:
         """Phase 2 for one setup: nothing (the baseline), a given adapter, one task, several tasks
@@ -229,18 +242,6 @@ class StiltsRecipe:
             run.log_artifacts(artifact.path, "model")
         return artifact
 
-    def _training_key(self) -> dict:
-        """The training settings that decide a result; logging, checkpointing, the DeepSpeed
-        batch layout (1 and 2 ranks give the same loss curve) and packing (the same sums over the
-        same tokens) do not."""
-        return {k: v for k, v in vars(self.cfg.training).items()
-                if k not in ("log_every", "checkpoint_every", "keep_checkpoints", "deepspeed", "micro_batch_size",
-                             "packing")}
-
-    def _model_key(self) -> dict:
-        """The model settings that decide a result (the attention kernel computes the same softmax)."""
-        return {k: v for k, v in vars(self.cfg.model).items() if k != "attention"}
-
     def _intermediate_settings(self, tasks: list[str]) -> TaskSettings:
         """A single task's own settings, or the defaults for a multi-task phase; the learning rate
         falls back to intermediate.lr before training.lr (the Trainer's fallback)."""
@@ -248,72 +249,63 @@ class StiltsRecipe:
         settings.lr = settings.lr or self.cfg.intermediate.lr
         return settings
 
-    def _intermediate_key(self, name: str, tasks: list[str]) -> str:
-        cfg, training = self.cfg, self._training_key()
-        ic = cfg.intermediate
-        return content_key({
-            "model": self._model_key(), "model_path": self.base, "mode": cfg.mode, "adapter": vars(cfg.adapter),
-            "training": training, "seed": cfg.seed, "tasks": {t: vars(self.settings[t]) for t in tasks},
-            "lr": self._intermediate_settings(tasks).lr,
-            "multitask": [ic.sampler, ic.sampler_cap, ic.sampler_temperature, ic.mlm_ratio] if len(tasks) > 1 else None,
-            "data": {t: [fingerprint(self.features[t]["train"]), fingerprint(self.features[t]["dev"])] for t in tasks},
-        })
+    def _intermediate_key(self, tasks: list[str]) -> str:
+        return intermediate_key(self.cfg, self.base, {t: self.settings[t] for t in tasks},
+                                self._intermediate_settings(tasks).lr,
+                                {t: [fingerprint(self.features[t]["train"]), fingerprint(self.features[t]["dev"])]
+                                 for t in tasks})
 
     def train_intermediate(self, name: str, task_names: list[str]) -> PhaseArtifact:
         """English intermediate training: one task, or several at once (one shared adapter or
         encoder, a head per task). A result with the same content key, trained by any earlier
         experiment writing to this output folder, is reused instead."""
         unit, tasks = f"intermediate/{name}", [self.data[t].task for t in task_names]
-        if done := self.state.done(unit):
-            self.inter_keys[name] = self._intermediate_key(name, task_names)
-            artifact = PhaseArtifact(Path(done["artifact"]), self.cfg.mode, name)
-            if artifact.intact():
-                log.info("%s: finished in an earlier attempt, reusing %s", unit, artifact.path)
-                return artifact
-            log.warning("%s: the saved result in %s is truncated or corrupt; training this phase again",
-                        unit, artifact.path)
-            checkpoints_of(artifact.path).discard()
-        key = self.inter_keys[name] = self._intermediate_key(name, task_names)
+        key = self.inter_keys[name] = self._intermediate_key(task_names)
         strategy = "each" if len(task_names) == 1 else self.cfg.intermediate.strategy
         tags = {**self._tags(name, "intermediate", ",".join(task_names), Setup(name, tuple(task_names), strategy)),
                 "cache_key": key}
-        if self.cfg.tracking.cache and (entry := self.cache.lookup("intermediate", key, MANIFEST)):
-            with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}):
-                log.info("%s: reusing the cached result %s (trained by run %s of experiment '%s'); nothing to train",
-                         unit, entry.path, entry.meta.get("run_id"), entry.meta.get("experiment"))
-            self.state.record(unit, done=True, artifact=str(entry.path))
-            return PhaseArtifact(entry.path, self.cfg.mode, name)
-        with self._unit(unit, {**tags, "cache": "miss"}) as run:
+
+        def intact(done: dict) -> bool:
+            if PhaseArtifact(Path(done["artifact"]), self.cfg.mode, name).intact():
+                return True
+            log.warning("%s: the saved result in %s is truncated or corrupt; training this phase again",
+                        unit, done["artifact"])
+            checkpoints_of(Path(done["artifact"])).discard()
+            return False
+
+        def reuse(run: RunHandle, entry: CacheEntry) -> dict:
+            log.info("%s: reusing the cached result %s (trained by run %s of experiment '%s'); nothing to train",
+                     unit, entry.path, entry.meta.get("run_id"), entry.meta.get("experiment"))
+            return {"artifact": str(entry.path)}
+
+        def train(run: RunHandle) -> Computed:
             seed_everything(self.cfg.seed)
             model = trainable_model(self.base, self.cfg.mode, tasks, self.cfg, name=name)
             ic = self.cfg.intermediate
-            settings = self._intermediate_settings(task_names)
-            outcome = self._fit(model, tasks, settings, run, self.out / "intermediate" / name, name,
+            outcome = self._fit(model, tasks, self._intermediate_settings(task_names), run,
+                                self.out / "intermediate" / name, name,
                                 Schedule(ic.sampler, ic.sampler_cap, ic.sampler_temperature,
                                          {MLM_TASK: ic.mlm_ratio} if ic.mlm_ratio else {}))
             run.log_artifacts(outcome.artifact.path, "model")
-            self.cache.store("intermediate", key, outcome.artifact.path,
-                             {"run_id": run.run_id, "experiment": self.cfg.name, "tasks": task_names})
-        self.state.record(unit, done=True, artifact=str(outcome.artifact.path))
-        checkpoints_of(outcome.artifact.path).discard()  # resuming skips a done unit: they are dead weight
-        return outcome.artifact
+            path = outcome.artifact.path
+            return Computed(path, {"artifact": str(path)}, {"tasks": task_names}, checkpoints=path)
+
+        record = self._memoised(unit, "intermediate", key, tags, train, reuse, intact)
+        return PhaseArtifact(Path(record["artifact"]), self.cfg.mode, name)
 
     def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Phase 3: English training on top of the intermediate result, then zero-shot tests."""
         unit = f"target/{task.name}/{setup}"
-        if self._reuse(unit, task, setup):
-            return
         feats = self.features[task.name]
         # fusion layers train at their own rate; no other setup's key gets the part
         fused = {"fusion_lr": self.cfg.intermediate.fusion_lr} if inter and inter.fusion_members else {}
         key = self._target_key(task, setup, frozen=self.cfg.intermediate.frozen_in_target, seed=self.cfg.seed,
-                               adapter=vars(self.cfg.adapter), training=self._training_key(),
+                               adapter=vars(self.cfg.adapter), training=training_part(self.cfg),
                                data=[fingerprint(feats["train"]), fingerprint(feats["dev"]),
                                      {lang: fingerprint(f) for lang, f in feats["test"].items()}], **fused)
         tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
-        if self._cached_target(unit, key, task, setup, tags):
-            return
-        with self._unit(unit, {**tags, "cache": "miss"}) as run:
+
+        def train(run: RunHandle) -> Computed:
             seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
             model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
             out = self.out / "target" / setup / task.name
@@ -324,7 +316,7 @@ class StiltsRecipe:
             mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
             per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
                                                    self.cfg.training.bf16, out / "predictions"))
-            self._record(run, task, setup, per_lang, english_dev=outcome.best_dev)
+            self._record(run, task, setup, per_lang)
             outcomes = self._log_outcomes(run, task, per_lang, out)
             if self.cfg.mode == "adapters" or self.cfg.tracking.log_full_target_models:
                 run.log_artifacts(outcome.artifact.path, "model")
@@ -332,27 +324,23 @@ class StiltsRecipe:
             if (setup_dir := export_setup(best, out.with_name(f"{task.name}.adapter_setup"))) is not None:
                 run.log_artifacts(setup_dir, "adapter_setup")  # save_adapter_setup format, for publishing
             run.log_artifacts(out / "predictions", "predictions")
-            self.cache.store("target", key, outcome.artifact.path, {"run_id": run.run_id, "experiment": self.cfg.name,
-                                                                     "results": per_lang,
-                                                                     "english_dev": outcome.best_dev}, [outcomes])
-        self.state.record(unit, done=True, results=per_lang, english_dev=outcome.best_dev)
-        checkpoints_of(out).discard()
+            scores = {"results": per_lang, "english_dev": outcome.best_dev}
+            return Computed(outcome.artifact.path, scores, scores, [outcomes], checkpoints=out)
+
+        self._memoised(unit, "target", key, tags, train, self._reuse_target(task, setup, unit))
 
     def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
         rcfg, unit = self.cfg.retrieval, f"target/{task.name}/{setup}"
-        if self._reuse(unit, task, setup):
-            return
         data = self.data[task.name]
         # a fusion setup's encoder averages its adapters' outputs; scores before the Average weights
-        # fix (models/setup.py: encoder_model) must not be reused
+        # fix (models/phase_models.py: encoder_model) must not be reused
         fused = {"fusion_average": "weights 1"} if inter and inter.fusion_members else {}
         key = self._target_key(task, setup, scored_only=True, retrieval=vars(rcfg),
                                bf16=self.cfg.training.bf16, data=content_key([data.test, data.test_dev]), **fused)
         tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
-        if self._cached_target(unit, key, task, setup, tags):
-            return
-        with self._unit(unit, {**tags, "cache": "miss"}) as run:
+
+        def score(run: RunHandle) -> Computed:
             model = encoder_model(self.base, self.cfg.mode, inter)
             layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
             run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
@@ -368,42 +356,54 @@ class StiltsRecipe:
             run.log_artifacts(out / "predictions", "predictions")
             if dist.is_main():
                 write_manifest(out / "predictions", MANIFEST)  # the cached result is the predictions
-            self.cache.store("target", key, out / "predictions", {"run_id": run.run_id, "experiment": self.cfg.name,
-                                                                   "results": per_lang, "english_dev": None}, [outcomes])
-        self.state.record(unit, done=True, results=per_lang, english_dev=None)
+            scores = {"results": per_lang, "english_dev": None}
+            return Computed(out / "predictions", scores, scores, [outcomes])
+
+        self._memoised(unit, "target", key, tags, score, self._reuse_target(task, setup, unit))
 
     def _target_key(self, task: Task, setup: str, scored_only: bool = False, **specific) -> str:
-        """The content key of a target result: the parts every target result depends on (the
-        intermediate result it starts from, the task and its settings, mode, model), plus those
-        specific to how it is obtained (trained, or scored by retrieval).
+        return target_key(self.cfg, self.inter_keys[setup], task.name, self.settings[task.name], scored_only,
+                          **specific)
 
-        `scored_only`: scored with the phase-2 encoder as it is (retrieval), dropout off: mode and
-        dropout matter only through the intermediate result, whose key has them, so `full-*`
-        experiments reuse the adapters-mode `none` scores of the same base encoder."""
-        model, mode = self._model_key(), self.cfg.mode
-        if scored_only:
-            model, mode = {k: v for k, v in model.items() if k != "dropout"}, "any"
-        return content_key({"intermediate": self.inter_keys[setup], "task": task.name, "mode": mode,
-                            "model": model, "settings": vars(self.settings[task.name]), **specific})
-
-    def _cached_target(self, unit: str, key: str, task: Task, setup: str, tags: dict) -> bool:
+    def _reuse_target(self, task: Task, setup: str, unit: str) -> Callable[[RunHandle, CacheEntry], dict]:
         """Record a target result another experiment already computed under the same content key."""
-        if not (self.cfg.tracking.cache and (entry := self.cache.lookup("target", key, MANIFEST))):
-            return False
-        with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}) as run:
+        def reuse(run: RunHandle, entry: CacheEntry) -> dict:
             log.info("%s: same content key as run %s; reusing its results", unit, entry.meta.get("run_id"))
-            self._record(run, task, setup, entry.meta["results"], english_dev=entry.meta["english_dev"])
+            self._record(run, task, setup, entry.meta["results"])
             if (outcomes := entry.extra(OUTCOMES_FILE)) is not None:  # entries cached before outcomes existed have none
                 self._log_outcome_file(run, outcomes)
-        self.state.record(unit, done=True, results=entry.meta["results"], english_dev=entry.meta["english_dev"])
-        return True
+            return {"results": entry.meta["results"], "english_dev": entry.meta["english_dev"]}
 
-    def _reuse(self, unit: str, task: Task, setup: str) -> bool:
-        done = self.state.done(unit)
-        if done:
+        return reuse
+
+    def _memoised(self, unit: str, kind: str, key: str, tags: dict, compute: Callable[[RunHandle], Computed],
+                  reuse: Callable[[RunHandle, CacheEntry], dict], valid: Callable[[dict], bool] = lambda done: True
+                  ) -> dict:
+        """The one protocol of every unit of work (an intermediate phase, a target's training and
+        scoring, a retrieval scoring): finished in an earlier attempt of this invocation (and still
+        `valid`)? Its record. Else, holding the cache's claim on the key (so no other process
+        computes it at the same time): a cached result under the same content key is reused in a
+        child run; or the unit is computed in a child run and stored. Either way it is recorded as
+        done in state.json, and a computed unit's checkpoints are discarded (resuming skips it)."""
+        if (done := self.state.done(unit)) and valid(done):
             log.info("%s: finished in an earlier attempt, skipping", unit)
-            self.results.add(task, setup, done["results"], done["english_dev"])
-        return bool(done)
+            return done
+        computed = None
+        with self.cache.claim(kind, key):
+            if self.cfg.tracking.cache and (entry := self.cache.lookup(kind, key, MANIFEST)):
+                with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}) as run:
+                    record = reuse(run, entry)
+            else:
+                with self._unit(unit, {**tags, "cache": "miss"}) as run:
+                    computed = compute(run)
+                    self.cache.store(kind, key, computed.result,
+                                     {"run_id": run.run_id, "experiment": self.cfg.name, **computed.meta},
+                                     computed.extra)
+                record = computed.record
+        self.state.record(unit, done=True, **record)
+        if computed is not None and computed.checkpoints is not None:
+            checkpoints_of(computed.checkpoints).discard()
+        return record
 
     # ------------------------------------------------------------------ helpers
     def _fit(self, model, tasks: Task | list[Task], settings: TaskSettings, run: RunHandle, out: Path,
@@ -432,11 +432,10 @@ class StiltsRecipe:
             merged.update(part)
         return dict(sorted(merged.items()))
 
-    def _record(self, run: RunHandle, task: Task, setup: str, per_lang: dict, english_dev: float | None = None):
+    def _record(self, run: RunHandle, task: Task, setup: str, per_lang: dict) -> None:
         metrics = {f"test/{lang}/{m}": v for lang, scores in per_lang.items() for m, v in scores.items()}
         metrics.update({f"test/avg/{m}": v for m, v in macro_average(per_lang).items()})
         run.log_new_metrics(metrics)
-        self.results.add(task, setup, per_lang, english_dev)
         avg = macro_average(per_lang)
         log.info("%s [%s]: average over %d languages: %s", task.name, setup, len(per_lang),
                  ", ".join(f"{k} {v:.4f}" for k, v in avg.items()))

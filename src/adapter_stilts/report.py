@@ -19,7 +19,7 @@ from .evaluation.aggregate import headline_name
 from .evaluation.bootstrap import Interval, gain_interval, pair
 from .identity import NO_TASKS, ROW_COLUMNS
 from .results_table import REPORTS_EXPERIMENT, ResultsError, ResultsTable, build_results, load_outcomes, write_table
-from .tasks.registry import get_task
+from .tasks.lookup import get_task
 from .tracking import Tracker
 
 AVG = "avg"
@@ -159,14 +159,19 @@ class Table:
                             "n_items": g.n_items if g else None, "runs": ",".join(runs)})
         return out
 
+    @staticmethod
+    def gain_text(g: Interval | None) -> str:
+        """+x.x [lo, hi] in points, * where the interval excludes 0; "-" without a gain."""
+        if g is None:
+            return "-"
+        interval = "" if np.isnan(g.low) else f" [{g.low * 100:+.1f}, {g.high * 100:+.1f}]"
+        return f"{g.estimate * 100:+.1f}{interval}{'*' if g.excludes_zero else ''}"
+
     def _text(self, c: Cell | None) -> str:
         if c is None:
             return "–"
         text = f"{c.mean * 100:.1f}" + (f" ± {c.std * 100:.1f}" if c.std is not None else "")
-        if c.gain is not None:
-            g = c.gain
-            interval = "" if np.isnan(g.low) else f" [{g.low * 100:+.1f}, {g.high * 100:+.1f}]"
-            text += f" ({g.estimate * 100:+.1f}{interval}{'*' if g.excludes_zero else ''})"
+        text += f" ({self.gain_text(c.gain)})" if c.gain is not None else ""
         return text + (f" n={c.n}" if self.multi_seed else "")
 
     def markdown(self) -> str:

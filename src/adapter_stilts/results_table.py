@@ -17,7 +17,7 @@ from pathlib import Path
 from .evaluation.aggregate import headline, headline_name
 from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE
 from .identity import IDENTITY_COLUMNS, ResultIdentity
-from .tasks.registry import UnknownTaskError, get_task
+from .tasks.lookup import UnknownTaskError, get_task
 from .tracking import retry_if_locked, sqlite_path, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def build_results(experiments: list[str] | None = None, uri: str | None = None, 
     names = {e.experiment_id: e.name for e in chosen}
     query = "tags.phase = 'target' and attributes.status = 'FINISHED'"
     if parent_run_id:
-        query += f" and tags.mlflow.parentRunId = '{parent_run_id}'"
+        query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
     rows, notes = [], []
     for run in search_runs(client, list(names), query) if names else []:
         try:

@@ -1,123 +1,111 @@
-"""The with/without-intermediate comparison of one invocation: CSV, Markdown, a bar chart, and
-summary metrics on the parent MLflow run."""
+"""The summary of one invocation, a view of the results table (results_table.py) restricted to
+its own target runs: per task, the zero-shot score of every setup in every language and the
+difference to the no-intermediate row; the report's table of that invocation (means, gains with
+their 95% intervals); a bar chart; and summary metrics on the parent MLflow run. Nothing here
+computes an average or a gain of its own: those come from the report's `Table`."""
 from __future__ import annotations
 
-import csv
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import distributed as dist
-from .evaluation.aggregate import HEADLINE, benchmark_score, headline, headline_name
-from .tasks.registry import Task
+from .identity import NO_TASKS
+from .report import AVG, Table
+from .results_table import build_results, load_outcomes, open_client, write_table
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Results:
-    rows: list[dict] = field(default_factory=list)  # task, setup, language, metric, score
-    headlines: dict[str, str] = field(default_factory=dict)  # task -> what its headline score is
+def invocation_table(experiment: str, parent_run_id: str, replicates: int = 2000) -> Table:
+    """The report table of one invocation's target runs (read back from the MLflow store)."""
+    results = build_results([experiment], parent_run_id=parent_run_id)
+    client, _ = open_client(results.uri)
+    outcomes = {run_id: load_outcomes(client, run_id) for run_id in results.frame["run_id"].unique()}
+    return Table(results, {k: v for k, v in outcomes.items() if v is not None}, replicates)
 
-    def add(self, task: Task, setup: str, per_lang: dict[str, dict[str, float]], english_dev: float | None) -> None:
-        self.headlines[task.name] = headline_name(task)
-        for lang, scores in per_lang.items():
-            for metric, value in {**scores, HEADLINE: headline(task, scores)}.items():
-                self.rows.append(dict(task=task.name, setup=setup, language=lang, metric=metric, score=value))
-        if english_dev is not None:
-            self.rows.append(dict(task=task.name, setup=setup, language="en-dev", metric=HEADLINE, score=english_dev))
 
-    def score(self, task: str, setup: str, language: str) -> float | None:
-        for r in self.rows:
-            if (r["task"], r["setup"], r["language"], r["metric"]) == (task, setup, language, HEADLINE):
-                return r["score"]
+def by_language(table: Table) -> str:
+    """Per task: languages as rows, setups as columns (and each setup minus the baseline), the
+    avg row from the table's cells."""
+    frame, lines = table.results.frame, []
+    rows = table.rows
+    names = [table.names[r] for r in rows]
+    base = next((r for r in rows if r[3] == NO_TASKS), None)
+    others = [r for r in rows if r != base]
+    for task in table.tasks:
+        sub = frame[frame["target_task"] == task]
+        scores = sub.pivot_table(index="language", columns="setup", values="score", aggfunc="mean")
+        head = [f"{task} ({sub['metric'].iloc[0]})"] + [f"inter={n}" for n in names]
+        head += [f"{table.names[r]} - {NO_TASKS}" for r in others] if base else []
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for lang in scores.index:
+            vals = [scores.at[lang, table.names[r]] if table.names[r] in scores else np.nan for r in rows]
+            cells = ["-" if np.isnan(v) else f"{v * 100:.1f}" for v in vals]
+            if base:
+                b = vals[rows.index(base)]
+                cells += [f"{(vals[rows.index(r)] - b) * 100:+.1f}" for r in others]
+            lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+        avg = ["-" if (c := table.cell(r, task)) is None else f"{c.mean * 100:.1f}" for r in rows]
+        if base:
+            avg += [table.gain_text(c and c.gain) if (c := table.cell(r, task)) else "-" for r in others]
+        lines += [f"| **avg** | " + " | ".join(avg) + " |", ""]
+    return "\n".join(lines)
+
+
+def plot(table: Table, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = table.results.frame
+    fig, axes = plt.subplots(len(table.tasks), 1, figsize=(12, 3.2 * len(table.tasks)), squeeze=False)
+    for ax, task in zip(axes[:, 0], table.tasks):
+        scores = frame[frame["target_task"] == task].pivot_table(index="language", columns="setup", values="score")
+        langs = list(scores.index)
+        x = np.arange(len(langs) + 1)
+        width = 0.8 / len(table.rows)
+        for i, row in enumerate(table.rows):
+            name, cell = table.names[row], table.cell(row, task)
+            vals = [scores.at[lang, name] if name in scores else 0.0 for lang in langs] + [cell.mean if cell else 0.0]
+            ax.bar(x + i * width, np.nan_to_num(np.array(vals, float)) * 100, width, label=f"intermediate: {name}")
+        ax.set_xticks(x + width * (len(table.rows) - 1) / 2, langs + [AVG])
+        ax.set_title(f"{task}: zero-shot score by language")
+        ax.set_ylabel("score")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary_metrics(table: Table) -> dict[str, float]:
+    """<task>/<setup>/avg and /gain, and benchmark/<setup>/avg and /gain (the mean over tasks)."""
+    out = {}
+    for row in table.rows:
+        name = table.names[row]
+        for task in table.tasks + [AVG]:
+            cell = table.cell(row, task)
+            if cell is None:
+                continue
+            prefix = "benchmark" if task == AVG else task
+            out[f"{prefix}/{name}/avg"] = cell.mean
+            if cell.gain is not None:
+                out[f"{prefix}/{name}/gain"] = cell.gain.estimate
+    return out
+
+
+def log_summary(run, experiment: str, folder: Path) -> Table | None:
+    """Write the invocation's summary (results.csv, summary.md, the chart) and log it on `run`."""
+    if not run.active:
         return None
-
-    def tasks(self) -> list[str]:
-        return list(dict.fromkeys(r["task"] for r in self.rows))
-
-    def setups(self) -> list[str]:
-        return list(dict.fromkeys(r["setup"] for r in self.rows))
-
-    def languages(self, task: str) -> list[str]:
-        return list(dict.fromkeys(r["language"] for r in self.rows if r["task"] == task and r["language"] != "en-dev"))
-
-    def average(self, task: str, setup: str) -> float:
-        return float(np.mean([self.score(task, setup, lang) for lang in self.languages(task)]))
-
-    def benchmark(self, setup: str) -> float:
-        """Mean over the target tasks of their averages (the XTREME score, over the tasks run)."""
-        return benchmark_score({t: self.average(t, setup) for t in self.tasks()})
-
-    def markdown(self, baseline: str) -> str:
-        setups = self.setups()
-        others = [s for s in setups if s != baseline]
-        lines = []
-        for task in self.tasks():
-            head = [f"{task} ({self.headlines[task]})"] + [f"inter={s}" for s in setups]
-            head += [f"{s} - {baseline}" for s in others if baseline in setups]
-            lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            langs = self.languages(task) + (["en-dev"] if self.score(task, setups[0], "en-dev") is not None else [])
-            for lang in langs + ["avg"]:
-                vals = [self.average(task, s) if lang == "avg" else self.score(task, s, lang) for s in setups]
-                cells = [f"{v * 100:.1f}" if v is not None else "-" for v in vals]
-                if baseline in setups:
-                    b = vals[setups.index(baseline)]
-                    cells += [f"{(vals[setups.index(s)] - b) * 100:+.1f}" for s in others]
-                lines.append(f"| {'**avg**' if lang == 'avg' else lang} | " + " | ".join(cells) + " |")
-            lines.append("")
-        if len(self.tasks()) > 1:
-            cells = [f"{self.benchmark(s) * 100:.1f}" for s in setups]
-            if baseline in setups:
-                cells += [f"{(self.benchmark(s) - self.benchmark(baseline)) * 100:+.1f}" for s in others]
-            lines += [f"Mean over the {len(self.tasks())} target tasks (XTREME-style average): "
-                      + ", ".join(f"{h} {c}" for h, c in zip([f"inter={s}" for s in setups]
-                                                              + [f"{s} - {baseline}" for s in others], cells)), ""]
-        return "\n".join(lines)
-
-    def plot(self, path: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        tasks, setups = self.tasks(), self.setups()
-        fig, axes = plt.subplots(len(tasks), 1, figsize=(12, 3.2 * len(tasks)), squeeze=False)
-        for ax, task in zip(axes[:, 0], tasks):
-            langs = self.languages(task)
-            x = np.arange(len(langs) + 1)
-            width = 0.8 / len(setups)
-            for i, s in enumerate(setups):
-                vals = [self.score(task, s, lang) or 0.0 for lang in langs] + [self.average(task, s)]
-                ax.bar(x + i * width, np.array(vals) * 100, width, label=f"intermediate: {s}")
-            ax.set_xticks(x + width * (len(setups) - 1) / 2, langs + ["avg"])
-            ax.set_title(f"{task}: zero-shot score by language")
-            ax.set_ylabel("score")
-            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-
-    def log_to(self, run, folder: Path, baseline: str) -> None:
-        if not dist.is_main() or not self.rows:
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "results.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["task", "setup", "language", "metric", "score"])
-            w.writeheader()
-            w.writerows(self.rows)
-        md = self.markdown(baseline)
-        (folder / "summary.md").write_text(md)
-        self.plot(folder / "zero_shot_by_language.png")
-        metrics = {f"{t}/{s}/avg": self.average(t, s) for t in self.tasks() for s in self.setups()}
-        metrics.update({f"benchmark/{s}/avg": self.benchmark(s) for s in self.setups()})
-        for t in self.tasks():
-            for s in self.setups():
-                if s != baseline and baseline in self.setups():
-                    metrics[f"{t}/{s}/gain"] = self.average(t, s) - self.average(t, baseline)
-                    metrics[f"benchmark/{s}/gain"] = self.benchmark(s) - self.benchmark(baseline)
-        run.log_new_metrics(metrics)
-        run.log_artifacts(folder, "summary")
-        log.info("Zero-shot results (%s):\n%s", folder, md)
+    table = invocation_table(experiment, run.run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_table(table.results.frame, folder / "results.csv")
+    md = by_language(table) + "\n" + table.markdown()
+    (folder / "summary.md").write_text(md)
+    plot(table, folder / "zero_shot_by_language.png")
+    run.log_new_metrics(summary_metrics(table))
+    run.log_artifacts(folder, "summary")
+    log.info("Zero-shot results (%s):\n%s", folder, md)
+    return table

@@ -10,7 +10,7 @@ from adapter_stilts.evaluation.outcomes import (item_ids, language_metrics, merg
 from adapter_stilts.evaluation.retrieval import bucc_f1, mining_items
 from adapter_stilts.tasks.catalog.tagging import UPOS
 from adapter_stilts.tasks.families import family_of
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 
 def _recomputed(task, preds, examples, lang, tmp_path):

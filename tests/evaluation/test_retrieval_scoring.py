@@ -5,7 +5,7 @@ import pytest
 
 from adapter_stilts.evaluation.retrieval import (best_threshold, bucc_f1, knn, margin_mine, normalized,
                                                  retrieval_eval, retrieval_layer)
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 DIM = 48
 
@@ -119,7 +119,7 @@ def _score(tiny, task, tests, devs, tmp_path):
 
 
 def test_tatoeba_end_to_end_writes_one_index_per_line(tiny, data_dir, tmp_path):
-    from adapter_stilts.models.loading import embed_sentences
+    from adapter_stilts.evaluation.embedding import embed_sentences
 
     task = get_task("tatoeba")
     pairs = task.load_local(data_dir, "test", "de")[:40]
@@ -161,24 +161,3 @@ def test_bucc_end_to_end_mines_copies_and_writes_pairs(tiny, data_dir, tmp_path)
     assert result["recall"] == 1.0 and result["f1"] > 0.5
     with pytest.raises(ValueError, match="no dev data for 'zh'"):
         _score(tiny, task, {"zh": [test]}, {}, tmp_path)
-
-
-def test_embedding_a_lower_layer_skips_the_layers_above_without_changing_it(tiny):
-    import torch
-
-    from adapter_stilts.models.loading import embed_sentences
-
-    model, tok = tiny
-    sentences = ["Das ist ein Test.", "A longer English sentence with more tokens in it.", "短い"]
-    calls = []
-    hook = model.base_model.encoder.layer[1].register_forward_hook(lambda *a: calls.append(1))
-    got = embed_sentences(model, tok, sentences, 1, "mean", 2, 32, False)
-    assert not calls  # layer 2 of 2 never ran
-    hook.remove()
-    enc = tok(sentences, padding=True, return_tensors="pt")
-    with torch.inference_mode():  # reference: the full forward, hidden_states[1]
-        hidden = model.base_model(**enc, output_hidden_states=True).hidden_states[1]
-    mask = enc["attention_mask"].unsqueeze(-1).float()
-    want = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
-    assert torch.allclose(got, want, atol=1e-5)
-    assert len(model.base_model.encoder.layer) == 2  # the model is whole again afterwards

@@ -44,8 +44,9 @@ def test_damaged_cache_is_rebuilt(me5_dir, tmp_path, monkeypatch):
 @pytest.mark.integration
 def test_converted_model_retrieves_translations(me5_dir, data_dir):
     """Mean-pooled embeddings of real Tatoeba pairs find their partner far above chance (1/200)."""
-    from adapter_stilts.models.loading import build_model, embed_sentences, load_tokenizer
-    from adapter_stilts.tasks.registry import get_task
+    from adapter_stilts.evaluation.embedding import embed_sentences
+    from adapter_stilts.models.loading import build_model, load_tokenizer
+    from adapter_stilts.tasks.lookup import get_task
 
     model, tok = build_model(str(me5_dir), 0.0), load_tokenizer(str(me5_dir))
     for lang in ("de", "zh", "sw"):

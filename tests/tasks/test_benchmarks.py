@@ -3,7 +3,7 @@ import pytest
 
 from adapter_stilts.tasks.benchmarks import (BENCHMARKS, UnknownBenchmarkError, benchmark_languages,
                                              benchmark_tasks)
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 SIZES = {  # XTREME (Hu et al. 2020) and XTREME-R (Ruder et al. 2021), English included where scored
     "xtreme": {"xnli": 15, "pawsx": 7, "udpos": 33, "panx": 40, "bucc2018": 4, "tatoeba": 36, "xquad": 11,

@@ -6,8 +6,8 @@ import pytest
 from adapter_stilts.config import TaskSettings
 from adapter_stilts.tasks.catalog.nli import NLI_LABELS
 from adapter_stilts.tasks.data import DataSource, load_task_data, subset
+from adapter_stilts.tasks.lookup import UnknownTaskError, get_task
 from adapter_stilts.tasks.readers import DataError
-from adapter_stilts.tasks.registry import UnknownTaskError, get_task
 
 
 def test_unknown_task_lists_known():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from adapter_stilts.tasks.families import IGNORE, family_of
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ import torch
 from adapter_stilts.models.heads import MEAN_POOLED_MC, MeanPooledMultipleChoiceHead
 from adapter_stilts.models.loading import build_model, load_tokenizer
 from adapter_stilts.tasks.catalog.multiple_choice import hellaswag_clean
+from adapter_stilts.tasks.collate import collate
 from adapter_stilts.tasks.families import family_of
+from adapter_stilts.tasks.lookup import get_task
 from adapter_stilts.tasks.readers import DataError
-from adapter_stilts.tasks.registry import Task, get_task
-from adapter_stilts.training.batching import collate
+from adapter_stilts.tasks.registry import Task
 
 MC_TASKS = {"hellaswag": 4, "cosmosqa": 4, "commonsenseqa": 5, "siqa": 3, "xcopa": 2}
 FAM = family_of(get_task("xcopa"))

@@ -10,7 +10,7 @@ from adapter_stilts.tasks.catalog.qa import read_squad_file
 from adapter_stilts.tasks.families import MODEL_TARGETS, family_of
 from adapter_stilts.tasks.families.extractive_qa import MAX_ANSWER_TOKENS, window_sizes
 from adapter_stilts.tasks.readers import DataError
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 MAX_LENGTH = 96  # small, so that most contexts need several windows
 
@@ -136,7 +136,7 @@ def test_qa_head_trains_and_predicts_on_a_tiny_model(data_dir, tokenizer, tiny_m
 
     from adapter_stilts.evaluation.predict import predict_logits
     from adapter_stilts.models.loading import build_model
-    from adapter_stilts.training.batching import collate
+    from adapter_stilts.tasks.collate import collate
 
     task = get_task("xquad")
     fam = family_of(task)

@@ -13,7 +13,7 @@ from adapter_stilts.tasks.catalog.sentence import QQP_LABELS
 from adapter_stilts.tasks.catalog.tagging import PANX_LABELS, UD_LANGUAGE_NAMES, UD_XTREME_R_TREEBANKS
 from adapter_stilts.tasks.data import bind_labels
 from adapter_stilts.tasks.readers import DataError
-from adapter_stilts.tasks.registry import get_task
+from adapter_stilts.tasks.lookup import get_task
 
 GLUE_QQP_HEADER = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
 

@@ -1,6 +1,4 @@
-import torch
-
-from adapter_stilts.training.batching import collate, global_batches, micro_batches
+from adapter_stilts.training.batching import global_batches, micro_batches
 
 
 def test_global_batches_are_seeded_complete_and_length_grouped():
@@ -21,13 +19,3 @@ def test_micro_batches_partition_the_global_batch_across_ranks_and_accumulation(
     one_rank = micro_batches(batch, 0, 1, 2)
     two_ranks = micro_batches(batch, 0, 2, 1) + micro_batches(batch, 1, 2, 1)
     assert one_rank == two_ranks == [list(range(8)), list(range(8, 16))]
-
-
-def test_collate_pads_dynamically_and_masks_labels():
-    feats = [{"input_ids": [0, 5, 2], "labels": [-100, 3, -100]}, {"input_ids": [0, 2], "labels": [-100, -100]}]
-    b = collate(feats, pad_id=1)
-    assert b["input_ids"].tolist() == [[0, 5, 2], [0, 2, 1]]
-    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
-    assert b["labels"].tolist() == [[-100, 3, -100], [-100, -100, -100]]
-    cls = collate([{"input_ids": [0, 2], "labels": 2}], pad_id=1)
-    assert cls["labels"].dtype == torch.long and cls["labels"].tolist() == [2]

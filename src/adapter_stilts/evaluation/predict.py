@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..tasks.collate import collate, feature_length
 from ..tasks.families import MODEL_TARGETS
-from ..training.batching import collate, feature_length
 
 
 def predict_logits(model, features: list[dict], pad_id: int, batch_size: int, bf16: bool,

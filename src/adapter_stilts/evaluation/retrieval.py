@@ -19,10 +19,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from ..models.loading import embed_sentences
 from ..tasks.families import write_lines
-from .outcomes import Formula, Mean, Ratio, SpanF1, item_ids, write_language
 from ..tasks.registry import Task
+from .embedding import embed_sentences
+from .outcomes import Formula, Mean, Ratio, SpanF1, item_ids, write_language
 
 log = logging.getLogger(__name__)
 

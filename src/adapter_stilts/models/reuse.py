@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import distributed as dist
 from ..integrity import write_manifest
 from .loading import ModelError, build_model
-from .setup import MANIFEST, PhaseArtifact, check_adapter_fits
+from .phase_models import MANIFEST, PhaseArtifact, check_adapter_fits
 
 log = logging.getLogger(__name__)
 ADAPTER_FILES = ("adapter_config.json",)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from .data import DataSource
 from .readers import DataError
-from .registry import Task, all_tasks
+from .lookup import all_tasks
+from .registry import Task
 
 
 @dataclass

@@ -1,8 +1,11 @@
 """Tasks are registered data: a name, a family, labels, languages and two loaders (local files in
-the dataset's native format, and the Hugging Face Hub). An unknown name lists the known ones."""
+the dataset's native format, and the Hugging Face Hub).
+
+Layering: the catalog (tasks/catalog/) imports the registry and registers into it; the registry
+never imports the catalog. Look tasks up by name with
+tasks/lookup.py (`get_task`, `all_tasks`), which loads the catalog first."""
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +37,6 @@ class Task:
         return self.family != "retrieval"
 
 
-class UnknownTaskError(KeyError):
-    def __str__(self) -> str:
-        return self.args[0]
-
-
 TASKS: dict[str, Task] = {}
 
 
@@ -47,19 +45,3 @@ def register(task: Task) -> Task:
         raise ValueError(f"task {task.name!r} is registered twice")
     TASKS[task.name] = task
     return task
-
-
-def get_task(name: str) -> Task:
-    from . import catalog  # noqa: F401  (registers the tasks on first use)
-
-    if name not in TASKS:
-        near = difflib.get_close_matches(name, list(TASKS), n=1)
-        hint = f" Did you mean '{near[0]}'?" if near else ""
-        raise UnknownTaskError(f"unknown task '{name}'.{hint} Known tasks: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
-
-
-def all_tasks() -> list[Task]:
-    from . import catalog  # noqa: F401
-
-    return [TASKS[k] for k in sorted(TASKS)]

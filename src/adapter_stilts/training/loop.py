@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 from .. import distributed as dist
 from ..config import ConfigError, ExperimentConfig, TaskSettings
 from ..evaluation.predict import predict_logits
-from ..models.setup import FUSION_PARAMETERS, PhaseArtifact, save_phase
+from ..models.phase_models import FUSION_PARAMETERS, PhaseArtifact, save_phase
+from ..tasks.collate import collate, feature_length
 from ..tasks.families import family_of
 from ..tasks.registry import Task
 from ..tracking import RunHandle
-from .batching import collate, feature_length, micro_batches
+from .batching import micro_batches
 from .sampling import plan_steps
 from .checkpoints import checkpoints_of
 from .engine import batch_layout, build_engine, zero_stage

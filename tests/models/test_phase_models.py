@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from adapter_stilts.config import load_experiment
-from adapter_stilts.models.setup import INTERMEDIATE, save_phase, trainable_model, trained_model
-from adapter_stilts.tasks.registry import get_task
-from adapter_stilts.training.batching import collate
+from adapter_stilts.models.phase_models import INTERMEDIATE, save_phase, trainable_model, trained_model
+from adapter_stilts.tasks.collate import collate
+from adapter_stilts.tasks.lookup import get_task
 from adapter_stilts.training.engine import build_engine, load_ds_config
 
 
@@ -95,7 +95,6 @@ def test_adapter_from_another_model_is_a_clear_error(tiny_model_dir, tmp_path, p
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     from adapter_stilts.models.loading import ModelError
-    from adapter_stilts.models.setup import PhaseArtifact
 
     other = tmp_path / "wider"
     config = XLMRobertaConfig.from_pretrained(tiny_model_dir)
@@ -111,7 +110,7 @@ def test_exported_setup_restores_the_whole_stack(tiny_model_dir, tmp_path, proce
     """The phase-3 result exported with save_adapter_setup loads into a bare model with
     load_adapter_setup and gives the same outputs (what a user of a published setup gets)."""
     from adapter_stilts.models.loading import build_model
-    from adapter_stilts.models.setup import export_setup
+    from adapter_stilts.models.phase_models import export_setup
 
     cfg = _cfg()
     torch.manual_seed(0)
@@ -141,7 +140,7 @@ def test_exported_setup_restores_the_whole_stack(tiny_model_dir, tmp_path, proce
 
 def _fusion_model(model_dir, tmp_path):
     """An XNLI model over an AdapterFusion layer of two briefly trained single-task adapters."""
-    from adapter_stilts.models.setup import fusion_setup
+    from adapter_stilts.models.phase_models import fusion_setup
 
     cfg = _cfg()
     singles = []
@@ -179,7 +178,7 @@ def test_fusion_retrieval_encoder_averages_its_adapters_outputs(tiny_model_dir, 
     """With no target task a fusion setup's encoder averages its adapters' outputs: two copies of
     one adapter give exactly that adapter's hidden states (the library's default Average weights
     1/n are applied and then averaged again, which scaled every adapter layer's output by 1/n)."""
-    from adapter_stilts.models.setup import PhaseArtifact, encoder_model, fusion_setup
+    from adapter_stilts.models.phase_models import PhaseArtifact, encoder_model, fusion_setup
 
     torch.manual_seed(0)
     engine = _train(trainable_model(str(tiny_model_dir), "adapters", get_task("anli"), _cfg()), stage=0, steps=2)
@@ -198,7 +197,7 @@ def test_fusion_retrieval_encoder_averages_its_adapters_outputs(tiny_model_dir, 
 def test_fusion_layers_train_at_their_own_rate(tiny_model_dir, tmp_path, process_group):
     """intermediate.fusion_lr reaches the optimizer: every AdapterFusion parameter at that rate,
     the head at the target's; nothing else trains."""
-    from adapter_stilts.models.setup import FUSION_PARAMETERS
+    from adapter_stilts.models.phase_models import FUSION_PARAMETERS
 
     model = _fusion_model(tiny_model_dir, tmp_path)
     fusion = {id(p) for n, p in model.named_parameters() if FUSION_PARAMETERS in n}

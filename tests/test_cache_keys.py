@@ -1,0 +1,41 @@
+"""Cache keys from declared fields: every setting is declared as deciding a result or not, and
+only the deciding ones change a key."""
+from dataclasses import replace
+
+import pytest
+
+from adapter_stilts.cache_keys import (MODEL_OTHER_FIELDS, MODEL_RESULT_FIELDS, TRAINING_OTHER_FIELDS,
+                                       TRAINING_RESULT_FIELDS, intermediate_key, target_key, undeclared_fields)
+from adapter_stilts.config import TaskSettings, load_experiment
+
+
+def test_every_training_and_model_field_is_declared():
+    assert undeclared_fields() == set()
+
+
+def _keys(cfg):
+    settings = {"mnli": TaskSettings(train_size=400)}
+    inter = intermediate_key(cfg, "/m", settings, 1e-3, {"mnli": ["a", "b"]})
+    return inter, target_key(cfg, inter, "xnli", TaskSettings(), seed=cfg.seed), \
+        target_key(cfg, inter, "tatoeba", TaskSettings(), scored_only=True)
+
+
+CHANGED = {"batch_size": 3, "lr": 0.5, "weight_decay": 0.3, "warmup_ratio": 0.5, "epochs": 9, "bf16": False,
+           "group_by_length": True, "eval_every": 7, "micro_batch_size": 1, "packing": False, "log_every": 1,
+           "deepspeed": "zero3", "checkpoint_every": 3, "keep_checkpoints": 9,
+           "name": "other", "dropout": 0.3, "max_length": 17, "classifier_pooling": "cls", "attention": "sdpa"}
+
+
+@pytest.mark.parametrize("field", [*TRAINING_RESULT_FIELDS, *TRAINING_OTHER_FIELDS, *MODEL_RESULT_FIELDS,
+                                   *MODEL_OTHER_FIELDS])
+def test_only_result_fields_change_keys(field):
+    cfg = load_experiment("demo")
+    section = "training" if field in (*TRAINING_RESULT_FIELDS, *TRAINING_OTHER_FIELDS) else "model"
+    changed = load_experiment("demo")
+    setattr(changed, section, replace(getattr(cfg, section), **{field: CHANGED[field]}))
+    before, after = _keys(cfg), _keys(changed)
+    deciding = field in (*TRAINING_RESULT_FIELDS, *MODEL_RESULT_FIELDS)
+    assert (before[0] != after[0]) == deciding and (before[1] != after[1]) == deciding
+    if field == "dropout":  # a retrieval score, dropout off, depends on it only through the intermediate key
+        assert target_key(cfg, "same", "tatoeba", TaskSettings(), scored_only=True) == \
+            target_key(changed, "same", "tatoeba", TaskSettings(), scored_only=True)
