@@ -213,7 +213,8 @@ def run_eval(model_path: str, languages: int, test_size: int) -> None:
                                  cfg.model.max_length, cfg.training.bf16, Path(out))
         wall = time.perf_counter() - t0
     acc = np.mean([r["accuracy"] for r in results.values()])
-    print(f"Tatoeba, {'all ' if len(pairs) == len(tatoeba_langs) else ''}{len(pairs)} offline languages ({sentences} sentences, {distinct} distinct, layer "
+    print(f"Tatoeba, {'all ' if len(pairs) == len(tatoeba_langs) else ''}{len(pairs)} offline languages "
+          f"({sentences} sentences, {distinct} distinct, layer "
           f"{layer}, batch 128, bf16): {wall:.0f} s wall, {distinct / wall:.0f} distinct sentences/s, "
           f"mean acc@1 {acc:.3f}; peak RSS {_peak_rss_gb():.2f} GB", flush=True)
 
@@ -267,7 +268,8 @@ def main() -> None:
     p.add_argument("--mode", choices=("speed", "quality", "eval"), default="speed")
     p.add_argument("--datasets", default="sst2,mnli")
     p.add_argument("--setups", default="",
-                   help="comma-separated (speed: all five, full fine-tuning on the first dataset only; quality: ours,A,B)")
+                   help="comma-separated (speed: all five, full fine-tuning on the first dataset only; "
+                        "quality: ours,A,B)")
     p.add_argument("--examples", type=int, default=0, help="training examples (speed 800, quality 8000)")
     p.add_argument("--full-examples", type=int, default=400, help="training examples of the full fine-tuning runs")
     p.add_argument("--seeds", type=int, default=0, help="runs per setup (speed: 2 repeats, quality: 3 seeds)")

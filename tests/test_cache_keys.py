@@ -4,8 +4,15 @@ from dataclasses import replace
 
 import pytest
 
-from adapter_stilts.cache_keys import (MODEL_OTHER_FIELDS, MODEL_RESULT_FIELDS, TRAINING_OTHER_FIELDS,
-                                       TRAINING_RESULT_FIELDS, intermediate_key, target_key, undeclared_fields)
+from adapter_stilts.cache_keys import (
+    MODEL_OTHER_FIELDS,
+    MODEL_RESULT_FIELDS,
+    TRAINING_OTHER_FIELDS,
+    TRAINING_RESULT_FIELDS,
+    intermediate_key,
+    target_key,
+    undeclared_fields,
+)
 from adapter_stilts.config import TaskSettings, load_experiment
 
 

@@ -5,7 +5,6 @@ import pytest
 from adapter_stilts.config import EXPERIMENTS_DIR, ConfigError, ExperimentConfig, flatten, load_experiment
 from adapter_stilts.pipeline import validate
 
-
 PAPER_TASKS = ("anli_plus", "mnli", "qqp", "squad", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa")
 FILES = sorted(p for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.endswith("-TASK"))
 TEMPLATES = sorted(p for p in EXPERIMENTS_DIR.glob("*-TASK.yaml"))

@@ -5,9 +5,8 @@ import re
 
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
-
 from conftest import run_cli
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.integration
 

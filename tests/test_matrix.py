@@ -4,7 +4,6 @@ intermediate adapter from a folder or an earlier MLflow run."""
 from pathlib import Path
 
 import yaml
-
 from conftest import mlflow_runs, run_cli
 
 TARGET_ONLY_XNLI = {"xnli": {"train_size": 32, "dev_size": 16, "test_size": 12, "languages": ["de"]}}
@@ -87,7 +86,8 @@ def test_cache_reuses_intermediate_and_target_results_across_experiments(write_e
     client, second = _children(tmp_path, "second")
     hit = second["intermediate/anli"]
     assert first["intermediate/anli"].data.tags["cache"] == "miss"
-    assert hit.data.tags["cache"] == "hit" and hit.data.tags["reused_from_run"] == first["intermediate/anli"].info.run_id
+    assert (hit.data.tags["cache"] == "hit"
+            and hit.data.tags["reused_from_run"] == first["intermediate/anli"].info.run_id)
     assert not client.get_metric_history(hit.info.run_id, "train/loss")  # phase 2 trained nothing
     target = second["target/xnli/anli"]
     assert target.data.tags["cache"] == "hit"  # same intermediate key + same target settings

@@ -6,13 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import deepspeed_launcher, mlflow_runs, run_cli
 
 from adapter_stilts.evaluation.outcomes import language_metrics, task_formulas
 from adapter_stilts.identity import ResultIdentity
-from adapter_stilts.tasks.lookup import get_task
-
 from adapter_stilts.tasks.catalog.tagging import UPOS
-from conftest import deepspeed_launcher, mlflow_runs, run_cli
+from adapter_stilts.tasks.lookup import get_task
 
 
 def _runs(tmp_path):

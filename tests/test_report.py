@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from adapter_stilts.evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, language_metrics, task_formulas
 from adapter_stilts.identity import ResultIdentity
@@ -13,7 +14,6 @@ from adapter_stilts.report import ReportError, build_report
 from adapter_stilts.results_table import TABLE_COLUMNS, build_results
 from adapter_stilts.tasks.lookup import get_task
 from adapter_stilts.tracking import Tracker
-from conftest import run_cli
 
 ME5, XLMR = "me5-small", "/models/xlm-roberta-base"
 LANGS = ("de", "sw")
@@ -160,7 +160,8 @@ def test_markdown_csv_and_heatmap_mark_gains_whose_interval_excludes_zero(store)
     csv = pd.read_csv(report.paths["csv"])
     line = csv[(csv["setup"] == "mnli") & (csv["task"] == "xnli") & (csv["mode"] == "adapters")].iloc[0]
     assert line["significant"] and line["gain_low"] == pytest.approx(g.low * 100) and line["seeds"] == "1,2"
-    assert not csv[(csv["intermediate_tasks"] == "anli_plus,mnli,squad") & (csv["task"] == "xnli")]["significant"].iloc[0]
+    assert not csv[(csv["intermediate_tasks"] == "anli_plus,mnli,squad")
+                   & (csv["task"] == "xnli")]["significant"].iloc[0]
     assert csv[csv["setup"] == "none"]["gain"].isna().all()
     assert pd.read_parquet(report.paths["table"]).equals(table.results.frame)
 

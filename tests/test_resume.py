@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import deepspeed_launcher, mlflow_runs, run_cli, start_cli
 
 RESUME_EXPERIMENT = {

@@ -12,11 +12,10 @@ import time
 from .config import ConfigError, load_experiment
 
 
-
 def _user_errors() -> tuple[type, ...]:
     from .models.loading import ModelError
-    from .tasks.readers import DataError
     from .tasks.lookup import UnknownTaskError
+    from .tasks.readers import DataError
 
     return (ConfigError, DataError, ModelError, UnknownTaskError)
 
@@ -41,7 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = logging.getLogger("adapter_stilts")
     if args.exp and len(args.exp) > 1:
         raise ConfigError(f"run: one --exp at a time (got {', '.join(args.exp)})")
-    cfg = load_experiment(args.exp[0] if args.exp else "demo", args.set)  # a bad file fails here, before anything starts
+    # a bad file fails here, before anything starts
+    cfg = load_experiment(args.exp[0] if args.exp else "demo", args.set)
     dist.prepare_environment()
     from .pipeline import StiltsRecipe
     from .training.loop import TrainingError

@@ -234,7 +234,8 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         path = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-            hint = f"; did you mean '{prefix + '.' if prefix else ''}{near[0]}'?" if near else f"; valid keys: {', '.join(names)}"
+            hint = (f"; did you mean '{prefix + '.' if prefix else ''}{near[0]}'?" if near
+                    else f"; valid keys: {', '.join(names)}")
             raise ConfigError(f"unknown key '{path}'{hint}")
         kwargs[key] = _coerce(value, hints[key], path)
         allowed = CHOICES.get(path)
@@ -303,7 +304,8 @@ def load_experiment(exp: str, overrides: list[str] | None = None) -> ExperimentC
         try:
             cfg = load_experiment(exp[len(FULL_PREFIX):], ["mode=full", *base.full_overrides, *(overrides or [])])
         except ConfigError as e:
-            raise ConfigError(f"full_overrides {base.full_overrides} (from {base.source_file} or a parent): {e}") from None
+            raise ConfigError(f"full_overrides {base.full_overrides} (from {base.source_file} or a parent): "
+                              f"{e}") from None
         cfg.name = f"{FULL_PREFIX}{cfg.name}"
         return cfg
     path = resolve_experiment_path(exp)

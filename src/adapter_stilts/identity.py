@@ -40,11 +40,11 @@ class ResultIdentity:
             return self.intermediate_tasks[0]
         return f"{self.strategy}{self.k}"
 
-    def setup(self) -> "ResultIdentity":
+    def setup(self) -> ResultIdentity:
         """The row this result belongs to: everything but the seeds and the target task."""
         return replace(self, intermediate_seed=None, target_seed=None, target_task="")
 
-    def baseline(self) -> "ResultIdentity":
+    def baseline(self) -> ResultIdentity:
         """The no-intermediate row of the same model and mode (what a gain is measured against)."""
         return ResultIdentity(self.model, self.model_layers, self.mode, NO_TASKS)
 
@@ -57,13 +57,14 @@ class ResultIdentity:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[TAG_PREFIX + f.name] = ",".join(value) if isinstance(value, tuple) else "" if value is None else str(value)
+            out[TAG_PREFIX + f.name] = (",".join(value) if isinstance(value, tuple)
+                                        else "" if value is None else str(value))
         out[TAG_PREFIX + "k"] = str(self.k)
         out[TAG_PREFIX + "display_name"] = self.display_name
         return out
 
     @classmethod
-    def from_tags(cls, tags: dict[str, str]) -> "ResultIdentity":
+    def from_tags(cls, tags: dict[str, str]) -> ResultIdentity:
         """The identity written by `tags()`; KeyError names a missing tag."""
         def get(name: str) -> str:
             return tags[TAG_PREFIX + name]
@@ -72,7 +73,8 @@ class ResultIdentity:
             return int(get(name)) if get(name) != "" else None
 
         return cls(model=get("model"), model_layers=int(get("model_layers")), mode=get("mode"),
-                   strategy=get("strategy"), intermediate_tasks=tuple(t for t in get("intermediate_tasks").split(",") if t),
+                   strategy=get("strategy"),
+                   intermediate_tasks=tuple(t for t in get("intermediate_tasks").split(",") if t),
                    intermediate_examples=int(get("intermediate_examples")), intermediate_seed=seed("intermediate_seed"),
                    target_seed=seed("target_seed"), target_task=get("target_task"))
 

@@ -18,30 +18,45 @@ import torch
 import yaml
 
 from . import distributed as dist
-from .config import ConfigError, ExperimentConfig, TaskSettings, flatten
-from .evaluation.aggregate import macro_average
-from .evaluation.retrieval import retrieval_eval, retrieval_layer
-from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, merge_languages
-from .evaluation.zero_shot import zero_shot_eval
-from .identity import ResultIdentity
-from .models.loading import check_max_length, check_model_name, count_parameters, load_tokenizer, model_layers, resolve_model
-from .models.phase_models import PhaseArtifact, encoder_model, export_setup, trainable_model, trained_model
-from .resume import RunState, config_key
 from .cache import CacheEntry, PhaseCache
 from .cache_keys import content_key, fingerprint, intermediate_key, target_key, training_part
+from .config import ConfigError, ExperimentConfig, TaskSettings, flatten
+from .evaluation.aggregate import macro_average
+from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, merge_languages
+from .evaluation.retrieval import retrieval_eval, retrieval_layer
+from .evaluation.zero_shot import zero_shot_eval
+from .identity import ResultIdentity
 from .integrity import write_manifest
-from .models.reuse import fetch_adapter
-from .models.phase_models import MANIFEST, average_adapters, fusion_setup
 from .intermediate_setups import MLM_TASK, NO_INTERMEDIATE, Setup, check_strategy, intermediate_setups
+from .models.loading import (
+    check_max_length,
+    check_model_name,
+    count_parameters,
+    load_tokenizer,
+    model_layers,
+    resolve_model,
+)
+from .models.phase_models import (
+    MANIFEST,
+    PhaseArtifact,
+    average_adapters,
+    encoder_model,
+    export_setup,
+    fusion_setup,
+    trainable_model,
+    trained_model,
+)
+from .models.reuse import fetch_adapter
+from .resume import RunState, config_key
 from .summary import log_summary
 from .tasks.data import TaskData, load_task_data, resolve_source
-from .tasks.readers import DataError
 from .tasks.families import family_of
 from .tasks.lookup import get_task
+from .tasks.readers import DataError
 from .tasks.registry import Task
 from .tracking import RunHandle, Tracker
-from .training.engine import batch_layout, load_ds_config
 from .training.checkpoints import checkpoints_of, full_phase_disk_need, warn_if_low_disk
+from .training.engine import batch_layout, load_ds_config
 from .training.loop import Schedule, TaskStream, Trainer
 
 log = logging.getLogger(__name__)

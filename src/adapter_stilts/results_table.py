@@ -32,7 +32,7 @@ class ResultsError(Exception):
 
 @dataclass
 class ResultsTable:
-    frame: "object"  # pandas.DataFrame with TABLE_COLUMNS
+    frame: object  # pandas.DataFrame with TABLE_COLUMNS
     notes: list[str] = field(default_factory=list)
     uri: str = ""
     experiments: list[str] = field(default_factory=list)  # those read
@@ -106,8 +106,8 @@ def keep_latest(frame) -> tuple[object, list[str]]:
     for _, group in runs.groupby(keys, dropna=False, sort=False):
         if group["experiment"].nunique() > 1 and group["score"].round(12).nunique() > 1:
             last = group.iloc[-1]
-            notes.append(f"{last['setup']} ({last['mode']}), {last['target_task']}, seed {last['target_seed']}: runs from "
-                         f"experiments {', '.join(sorted(group['experiment'].unique()))} differ; the latest "
+            notes.append(f"{last['setup']} ({last['mode']}), {last['target_task']}, seed {last['target_seed']}: "
+                         f"runs from experiments {', '.join(sorted(group['experiment'].unique()))} differ; the latest "
                          f"({last['experiment']}) is used")
     return frame[frame["run_id"].isin(set(latest["run_id"]))].reset_index(drop=True), notes
 

@@ -29,7 +29,7 @@ class RunState:
     units: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def find_unfinished(cls, root: Path, key: str) -> "RunState | None":
+    def find_unfinished(cls, root: Path, key: str) -> RunState | None:
         """The newest unfinished invocation of the same config under `root`, if any."""
         for path in sorted(root.glob(f"*/{STATE}"), reverse=True):
             try:

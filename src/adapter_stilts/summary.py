@@ -49,7 +49,7 @@ def by_language(table: Table) -> str:
         avg = ["-" if (c := table.cell(r, task)) is None else f"{c.mean * 100:.1f}" for r in rows]
         if base:
             avg += [table.gain_text(c and c.gain) if (c := table.cell(r, task)) else "-" for r in others]
-        lines += [f"| **avg** | " + " | ".join(avg) + " |", ""]
+        lines += ["| **avg** | " + " | ".join(avg) + " |", ""]
     return "\n".join(lines)
 
 

@@ -70,7 +70,8 @@ class RunHandle:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        retry_if_locked(self.client.log_batch, self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+        retry_if_locked(self.client.log_batch, self.run_id,
+                        metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
 
     def log_new_metrics(self, metrics: dict[str, float], step: int = 0,
                         logged: dict[str, set[int]] | None = None) -> None:

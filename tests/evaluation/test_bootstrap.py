@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from adapter_stilts.evaluation.aggregate import headline, macro_average
 from adapter_stilts.evaluation.bootstrap import full_sample_scores, gain_interval, pair
 from adapter_stilts.evaluation.outcomes import language_metrics, task_formulas
-from adapter_stilts.evaluation.aggregate import headline, macro_average
 from adapter_stilts.tasks.lookup import get_task
 
 XNLI, XQUAD, UDPOS = get_task("xnli"), get_task("xquad"), get_task("udpos")

@@ -5,8 +5,13 @@ import random
 import pandas as pd
 import pytest
 
-from adapter_stilts.evaluation.outcomes import (item_ids, language_metrics, merge_languages, task_formulas,
-                                                write_language)
+from adapter_stilts.evaluation.outcomes import (
+    item_ids,
+    language_metrics,
+    merge_languages,
+    task_formulas,
+    write_language,
+)
 from adapter_stilts.evaluation.retrieval import bucc_f1, mining_items
 from adapter_stilts.tasks.catalog.tagging import UPOS
 from adapter_stilts.tasks.families import family_of

@@ -10,8 +10,13 @@ import pytest
 from transformers.data.metrics import squad_metrics as ref
 from transformers.data.processors.squad import SquadExample
 
-from adapter_stilts.evaluation.qa_metrics import (mlqa_scores, normalize_mlqa, normalize_squad,
-                                                  question_scores, squad_scores)
+from adapter_stilts.evaluation.qa_metrics import (
+    mlqa_scores,
+    normalize_mlqa,
+    normalize_squad,
+    question_scores,
+    squad_scores,
+)
 
 
 def _questions(doc: dict) -> list[dict]:

@@ -3,8 +3,15 @@ embeddings; Tatoeba and BUCC end to end with the tiny model."""
 import numpy as np
 import pytest
 
-from adapter_stilts.evaluation.retrieval import (best_threshold, bucc_f1, knn, margin_mine, normalized,
-                                                 retrieval_eval, retrieval_layer)
+from adapter_stilts.evaluation.retrieval import (
+    best_threshold,
+    bucc_f1,
+    knn,
+    margin_mine,
+    normalized,
+    retrieval_eval,
+    retrieval_layer,
+)
 from adapter_stilts.tasks.lookup import get_task
 
 DIM = 48
@@ -129,7 +136,8 @@ def test_tatoeba_end_to_end_writes_one_index_per_line(tiny, data_dir, tmp_path):
     assert len(found) == 40 and all(0 <= i < 40 for i in found)
     assert result["de"]["accuracy"] == pytest.approx(np.mean(np.array(found) == np.arange(40)))
     model, tok = tiny  # the file agrees with a brute-force cosine argmax over the same embeddings
-    src, tgt = (embed_sentences(model, tok, [p[k] for p in pairs], 2, "mean", 8, 32, False) for k in ("source", "target"))
+    src, tgt = (embed_sentences(model, tok, [p[k] for p in pairs], 2, "mean", 8, 32, False)
+                for k in ("source", "target"))
     assert found == (src @ tgt.T).argmax(dim=1).tolist()
     # identical sentences embed identically, so English -> English retrieval is exact (distinct lines)
     assert len({p["target"] for p in pairs}) < 40 or result["en"]["accuracy"] == 1.0

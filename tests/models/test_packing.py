@@ -69,7 +69,8 @@ def test_packed_forward_and_gradients_equal_the_padded_ones(tiny_model_dir, head
         if head == "tagging":
             labels = {"labels": torch.where(mask, torch.arange(mask.shape[1]) % 5, -100)}
         elif head == "qa":
-            labels = {"start_positions": torch.tensor([1, 2, 0, 1, 1, 3]), "end_positions": torch.tensor([1, 5, 1, 2, 1, 4])}
+            labels = {"start_positions": torch.tensor([1, 2, 0, 1, 1, 3]),
+                      "end_positions": torch.tensor([1, 5, 1, 2, 1, 4])}
         else:
             labels = {"labels": torch.tensor([0, 1, 2, 0, 1, 2])}
     for row_tokens in (1, 24, 4096):  # one sequence per row, a few per row, all in one row

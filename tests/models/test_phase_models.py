@@ -30,8 +30,8 @@ def _cfg(mode="adapters"):
 
 def _batch(n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    feats = [{"input_ids": [0] + torch.randint(5, 1000, (int(l),), generator=g).tolist() + [2], "labels": i % 3}
-             for i, l in enumerate(torch.randint(3, 12, (n,), generator=g))]
+    feats = [{"input_ids": [0] + torch.randint(5, 1000, (int(length),), generator=g).tolist() + [2], "labels": i % 3}
+             for i, length in enumerate(torch.randint(3, 12, (n,), generator=g))]
     return collate(feats, pad_id=1)
 
 

@@ -1,8 +1,7 @@
 """The benchmark language lists: official sizes, every task registered, clear errors."""
 import pytest
 
-from adapter_stilts.tasks.benchmarks import (BENCHMARKS, UnknownBenchmarkError, benchmark_languages,
-                                             benchmark_tasks)
+from adapter_stilts.tasks.benchmarks import BENCHMARKS, UnknownBenchmarkError, benchmark_languages, benchmark_tasks
 from adapter_stilts.tasks.lookup import get_task
 
 SIZES = {  # XTREME (Hu et al. 2020) and XTREME-R (Ruder et al. 2021), English included where scored

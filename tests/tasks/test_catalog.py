@@ -90,7 +90,8 @@ def test_subset_is_seeded_and_ordered():
 
 
 def test_training_seeds_share_the_dev_and_test_subsets(data_dir):
-    settings, source = TaskSettings(train_size=50, dev_size=20, test_size=30, languages=["de"]), DataSource("local", data_dir)
+    settings, source = (TaskSettings(train_size=50, dev_size=20, test_size=30, languages=["de"]),
+                        DataSource("local", data_dir))
     a, b = (load_task_data(get_task("xnli"), settings, source, seed, "target", eval_seed=42) for seed in (1, 2))
     assert a.train != b.train  # each training seed draws its own training examples
     assert a.dev == b.dev and a.test == b.test and len(a.test["de"]) == 30

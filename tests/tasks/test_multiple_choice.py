@@ -57,7 +57,8 @@ def test_commonsenseqa_and_siqa_first_items(data_dir):
     csqa = get_task("commonsenseqa").load_local(data_dir, "dev", "en")[0]
     assert csqa["question"].startswith("A revolving door is convenient") and csqa["choices"][csqa["label"]] == "bank"
     siqa = get_task("siqa").load_local(data_dir, "dev", "en")[0]
-    assert siqa["context"].startswith("Tracy didn't go home") and siqa["choices"][siqa["label"]] == "Find somewhere to go"
+    assert (siqa["context"].startswith("Tracy didn't go home")
+            and siqa["choices"][siqa["label"]] == "Find somewhere to go")
 
 
 def test_xcopa_train_is_english_copa_and_tests_are_labelled(data_dir):

@@ -9,8 +9,8 @@ import pytest
 from adapter_stilts.tasks.catalog.qa import read_squad_file
 from adapter_stilts.tasks.families import MODEL_TARGETS, family_of
 from adapter_stilts.tasks.families.extractive_qa import MAX_ANSWER_TOKENS, window_sizes
-from adapter_stilts.tasks.readers import DataError
 from adapter_stilts.tasks.lookup import get_task
+from adapter_stilts.tasks.readers import DataError
 
 MAX_LENGTH = 96  # small, so that most contexts need several windows
 

@@ -3,10 +3,15 @@ import zlib
 
 import pytest
 
-from adapter_stilts.tasks.catalog.retrieval import (TATOEBA_ISO, XTREME_R_TATOEBA, XTREME_TATOEBA, split_halves,
-                                                    tatoeba_code)
-from adapter_stilts.tasks.readers import DataError
+from adapter_stilts.tasks.catalog.retrieval import (
+    TATOEBA_ISO,
+    XTREME_R_TATOEBA,
+    XTREME_TATOEBA,
+    split_halves,
+    tatoeba_code,
+)
 from adapter_stilts.tasks.lookup import get_task
+from adapter_stilts.tasks.readers import DataError
 
 
 # ---------------------------------------------------------------- Tatoeba

@@ -12,8 +12,8 @@ from adapter_stilts.tasks.benchmarks import BENCHMARKS
 from adapter_stilts.tasks.catalog.sentence import QQP_LABELS
 from adapter_stilts.tasks.catalog.tagging import PANX_LABELS, UD_LANGUAGE_NAMES, UD_XTREME_R_TREEBANKS
 from adapter_stilts.tasks.data import bind_labels
-from adapter_stilts.tasks.readers import DataError
 from adapter_stilts.tasks.lookup import get_task
+from adapter_stilts.tasks.readers import DataError
 
 GLUE_QQP_HEADER = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
 
@@ -87,7 +87,8 @@ def test_qqp_reads_the_glue_excerpt_of_the_hf_fixture(tmp_path, data_dir):
     dev = get_task("qqp").load_local(tmp_path, "dev", "en")
     assert dev[0] == {"text_a": "Why are African-Americans so beautiful?", "text_b": "Why are hispanics so beautiful?",
                       "label": "not_duplicate"}
-    assert all(e["label"] in QQP_LABELS and e["text_a"] for e in dev + get_task("qqp").load_local(tmp_path, "train", "en"))
+    assert all(e["label"] in QQP_LABELS and e["text_a"]
+               for e in dev + get_task("qqp").load_local(tmp_path, "train", "en"))
 
 
 @pytest.mark.parametrize("content, message", [
@@ -196,7 +197,8 @@ def test_udpos_hub_names_cover_xtreme_r():
 
 @pytest.mark.parametrize("task, split, lang, hub_id", [
     ("pawsx", "test", "ko", "google-research-datasets/paws-x"), ("qqp", "train", "en", "nyu-mll/glue"),
-    ("panx", "test", "yo", "unimelb-nlp/wikiann"), ("udpos", "test", "wo", "universal-dependencies/universal_dependencies"),
+    ("panx", "test", "yo", "unimelb-nlp/wikiann"),
+    ("udpos", "test", "wo", "universal-dependencies/universal_dependencies"),
 ])
 def test_hub_loaders_offline_give_a_clear_message(monkeypatch, task, split, lang, hub_id):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

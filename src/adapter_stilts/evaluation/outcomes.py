@@ -14,66 +14,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..tasks.families import family_of
+from ..tasks.item_metrics import RETRIEVAL_ITEM_METRICS, Formula
 
 OUTCOMES_FILE = "outcomes.parquet"
 OUTCOMES_ARTIFACT = "outcomes"  # the MLflow artifact folder of a target run that holds OUTCOMES_FILE
 KEY_COLUMNS = ("language", "item_id")
 
 
-@dataclass(frozen=True)
-class Mean:
-    column: str
-
-    def columns(self) -> tuple[str, ...]:
-        return (self.column,)
-
-    def value(self, sums: dict[str, np.ndarray], n: np.ndarray | int) -> np.ndarray:
-        return np.divide(sums[self.column], n, out=np.zeros_like(sums[self.column], dtype=float), where=n > 0)
-
-
-@dataclass(frozen=True)
-class Ratio:
-    numerator: str
-    denominator: str
-
-    def columns(self) -> tuple[str, ...]:
-        return (self.numerator, self.denominator)
-
-    def value(self, sums: dict[str, np.ndarray], n: np.ndarray | int) -> np.ndarray:
-        num, den = np.asarray(sums[self.numerator], float), np.asarray(sums[self.denominator], float)
-        return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-
-
-@dataclass(frozen=True)
-class SpanF1:
-    tp: str = "tp"
-    pred: str = "n_pred"
-    gold: str = "n_gold"
-
-    def columns(self) -> tuple[str, ...]:
-        return (self.tp, self.pred, self.gold)
-
-    def value(self, sums: dict[str, np.ndarray], n: np.ndarray | int) -> np.ndarray:
-        tp = np.asarray(sums[self.tp], float)
-        den = np.asarray(sums[self.pred], float) + np.asarray(sums[self.gold], float)
-        return np.divide(2 * tp, den, out=np.zeros_like(tp), where=(den > 0) & (tp > 0))
-
-
-Formula = Mean | Ratio | SpanF1
 
 
 def task_formulas(task) -> dict[str, Formula]:
     """How `task`'s metrics are computed from its per-item columns."""
     if task.family == "retrieval":
-        from .retrieval import ITEM_METRICS
-
-        return ITEM_METRICS[task.notes["retrieval"]]
-    from ..tasks.families import family_of
-
+        return RETRIEVAL_ITEM_METRICS[task.notes["retrieval"]]
     return family_of(task).item_metrics(task)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from ..tasks.families import write_lines
 from ..tasks.registry import Task
 from .embedding import embed_sentences
-from .outcomes import Formula, Mean, Ratio, SpanF1, item_ids, write_language
+from .outcomes import item_ids, write_language
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +78,6 @@ def tatoeba_language(embed: Embed, pairs: list[dict], out: Path) -> tuple[dict[s
     write_lines(out, [str(int(i)) for i in found])
     correct = found == np.arange(len(pairs))
     return {"accuracy": float(np.mean(correct))}, (item_ids(pairs), {"correct": correct.astype(int).tolist()})
-
-
-# per-item outcomes (evaluation/outcomes.py): Tatoeba per query, BUCC per source sentence
-ITEM_METRICS: dict[str, dict[str, Formula]] = {
-    "alignment": {"accuracy": Mean("correct")},
-    "mining": {"f1": SpanF1(), "precision": Ratio("tp", "n_pred"), "recall": Ratio("tp", "n_gold")},
-}
 
 
 def mining_items(predicted: set, gold: set) -> tuple[list[str], dict[str, list]]:

@@ -105,12 +105,13 @@ def build_model(path: str, dropout: float, attention: str = "auto"):
     for attr in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         if hasattr(config, attr):
             setattr(config, attr, dropout)
-    model = AutoAdapterModel.from_pretrained(path, config=config, attn_implementation=attention_implementation(attention))
+    model = AutoAdapterModel.from_pretrained(path, config=config,
+                                             attn_implementation=attention_implementation(attention))
     register_heads(model)
     return model
 
 
-def adapter_config(cfg) -> "object":
+def adapter_config(cfg) -> object:
     from adapters import AdapterConfig
 
     return AdapterConfig.load(cfg.config, reduction_factor=cfg.reduction_factor)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .data import DataSource
-from .readers import DataError
 from .lookup import all_tasks
+from .readers import DataError
 from .registry import Task
 
 
@@ -49,7 +49,8 @@ def task_rows(source: DataSource) -> list[TaskRow]:
 
 
 def format_rows(rows: list[TaskRow], source: DataSource) -> str:
-    head = f"{'task':14} {'kind':15} {'role':12} {'metric':14} {'XTREME':>6} {'XTR-R':>5} {'offline':14} languages with local data"
+    head = (f"{'task':14} {'kind':15} {'role':12} {'metric':14} {'XTREME':>6} {'XTR-R':>5} {'offline':14} "
+            f"languages with local data")
     lines = [f"Data: {source.describe()}", head, "-" * len(head)]
     for r in rows:
         t = r.task

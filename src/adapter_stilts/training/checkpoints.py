@@ -72,7 +72,8 @@ class CheckpointManager:
             ok = self.verify(tag)
             if ok:
                 try:
-                    _, state = engine.load_checkpoint(str(self.root), tag=tag, load_module_strict=not self.exclude_frozen)
+                    _, state = engine.load_checkpoint(str(self.root), tag=tag,
+                                                      load_module_strict=not self.exclude_frozen)
                 except Exception as e:  # a file that passes the checksum but does not load
                     log.warning("checkpoint %s does not load (%s)", self.root / tag, e)
                     state = None

@@ -1,7 +1,7 @@
 """The training loop of one phase on one task, on a DeepSpeed engine.
 
-Speed by design: packed sequences (no compute on padding; models/packing.py), eager attention on CPUs, no gradients for frozen parameters
-(only trainable ones reach the optimizer), optional bf16 autocast. Model selection on the English
+Speed by design: packed sequences (no compute on padding; models/packing.py), eager attention on CPUs, no gradients
+for frozen parameters (only trainable ones reach the optimizer), optional bf16 autocast. Model selection on the English
 dev set only (selecting on other languages would break zero-shot)."""
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ from ..tasks.families import family_of
 from ..tasks.registry import Task
 from ..tracking import RunHandle
 from .batching import micro_batches
-from .sampling import plan_steps
 from .checkpoints import checkpoints_of
 from .engine import batch_layout, build_engine, zero_stage
+from .sampling import plan_steps
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ class Trainer:
         outcome = TrainOutcome(self.artifact, st["best"], st["best_step"], st["step"], st["train_s"],
                                st["seen"] / train_s, st["losses"])
         metric = next(iter(self.streams.values())).task.metric if not self.multi else "score"
-        self.pending.append(({"train/examples_per_s": outcome.examples_per_s, "train/tokens_per_s": tokens_all / train_s,
+        self.pending.append(({"train/examples_per_s": outcome.examples_per_s,
+                              "train/tokens_per_s": tokens_all / train_s,
                               f"dev/best_{metric}": outcome.best_dev, "dev/best_step": outcome.best_step},
                              outcome.steps))
         self._flush()

@@ -27,9 +27,9 @@ def _dedup(examples: list[dict]) -> list[dict]:
 
 def mlm_local(root: Path, split: str, lang: str) -> list[dict]:
     text: list[dict] = []
-    for l in sorted(p.stem[4:] for p in (root / "xnli" / "xtreme").glob("dev-*.tsv")):
-        if l != "en":
-            text += _sentences(xnli_local(root, "dev", l), l)
+    for code in sorted(p.stem[4:] for p in (root / "xnli" / "xtreme").glob("dev-*.tsv")):
+        if code != "en":
+            text += _sentences(xnli_local(root, "dev", code), code)
     for path in sorted((root / "pawsx" / "xtreme").glob("dev-*.tsv")):
         if path.stem[4:] != "en":
             text += _sentences(pawsx_labelled_file(path), path.stem[4:])
@@ -39,7 +39,7 @@ def mlm_local(root: Path, split: str, lang: str) -> list[dict]:
 
 
 def mlm_hub(split: str, lang: str) -> list[dict]:
-    text = [s for l in XNLI_LANGS if l != "en" for s in _sentences(xnli_hub("dev", l), l)]
+    text = [s for code in XNLI_LANGS if code != "en" for s in _sentences(xnli_hub("dev", code), code)]
     return holdout(_dedup(text), split)
 
 

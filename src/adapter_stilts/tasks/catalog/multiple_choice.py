@@ -210,7 +210,8 @@ register(Task("commonsenseqa", "multiple_choice", "intermediate", "accuracy",
               "CommonsenseQA (question, 5 answers); offline: the 1,221 dev items split 90/10",
               commonsenseqa_local, commonsenseqa_hub, english_only, ("en",), notes={"choices": 5}))
 register(Task("siqa", "multiple_choice", "intermediate", "accuracy",
-              "Social IQa (context + question, 3 answers; XTREME-R's step before COPA); offline: dev + test split 90/10",
+              "Social IQa (context + question, 3 answers; XTREME-R's step before COPA); "
+              "offline: dev + test split 90/10",
               siqa_local, siqa_hub, english_only, ("en",), notes={"choices": 3}))
 register(Task("xcopa", "multiple_choice", "target", "accuracy",
               "XCOPA: trained on English COPA (400 train / 100 val), tested zero-shot on XCOPA test (500 per language)",

@@ -38,7 +38,8 @@ def sst2_local(root: Path, split: str, lang: str) -> list[dict]:
 
 def sst2_hub(split: str, lang: str) -> list[dict]:
     hub = {"train": "train", "dev": "validation"}[split]
-    return [{"text_a": r["sentence"], "label": SST2_LABELS[r["label"]]} for r in hub_split("stanfordnlp/sst2", None, hub)]
+    return [{"text_a": r["sentence"], "label": SST2_LABELS[r["label"]]}
+            for r in hub_split("stanfordnlp/sst2", None, hub)]
 
 
 # ---------------------------------------------------------------- QQP (intermediate, paraphrase)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ...evaluation.outcomes import Formula, Mean
+from ..item_metrics import Formula, Mean
 from ..registry import Task
 
 IGNORE = -100  # label id the heads' losses ignore (non-first sub-words, special tokens)
@@ -29,7 +29,8 @@ class Family(Protocol):
 
     def add_head(self, model, head: str, task: Task, pooling: str = "cls") -> None: ...
 
-    def decode(self, task: Task, outputs: list[np.ndarray], features: list[dict], examples: list[dict]) -> list[Any]: ...
+    def decode(self, task: Task, outputs: list[np.ndarray], features: list[dict],
+               examples: list[dict]) -> list[Any]: ...
 
     def score(self, task: Task, predictions: list[Any], examples: list[dict], lang: str) -> dict[str, float]: ...
 

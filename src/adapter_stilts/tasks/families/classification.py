@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ...evaluation.outcomes import Formula
+from ..item_metrics import Formula
 from ..registry import Task
 from . import ACCURACY, correct_items, write_lines
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ...evaluation.outcomes import Formula, Mean
 from ...evaluation.qa_metrics import mlqa_scores, normalize_mlqa, question_scores, squad_scores
+from ..item_metrics import Formula, Mean
 from ..registry import Task
 
 CLS = 0  # the first token (<s> / [CLS]) stands for "no answer in this window"

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...evaluation.outcomes import Formula
+from ..item_metrics import Formula
 from ..readers import DataError
 from ..registry import Task
 from . import ACCURACY, correct_items, write_lines

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ...evaluation.outcomes import Formula, Ratio, SpanF1
+from ..item_metrics import Formula, Ratio, SpanF1
 from ..registry import Task
 from . import IGNORE, write_lines
 
@@ -87,4 +87,5 @@ class TaggingFamily:
 
     def write_predictions(self, folder: Path, task: Task, lang: str, predictions: list[Any],
                           examples: list[dict]) -> Path:
-        return write_lines(folder / task.name / f"test-{lang}.tsv", [line for tags in predictions for line in (*tags, "")])
+        return write_lines(folder / task.name / f"test-{lang}.tsv",
+                           [line for tags in predictions for line in (*tags, "")])
