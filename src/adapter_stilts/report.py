@@ -18,7 +18,7 @@ import numpy as np
 from .evaluation.aggregate import headline_name
 from .evaluation.bootstrap import Interval, gain_interval, pair
 from .identity import NO_TASKS, ROW_COLUMNS
-from .results_table import REPORTS_EXPERIMENT, ResultsError, ResultsTable, build_results, load_outcomes, write_table
+from .results_table import REPORTS_EXPERIMENT, ResultsError, ResultsTable, build_results, fetch_outcomes, write_table
 from .tasks.lookup import get_task
 from .tracking import Tracker
 
@@ -171,7 +171,9 @@ class Table:
         if c is None:
             return "–"
         text = f"{c.mean * 100:.1f}" + (f" ± {c.std * 100:.1f}" if c.std is not None else "")
-        text += f" ({self.gain_text(c.gain)})" if c.gain is not None else ""
+        if c.gain is not None:  # say so where the gain is paired on fewer seeds than the mean is over
+            fewer = f", {c.gain.n_seeds} paired seed{'s' * (c.gain.n_seeds > 1)}" if c.gain.n_seeds != c.n else ""
+            text += f" ({self.gain_text(c.gain)}{fewer})"
         return text + (f" n={c.n}" if self.multi_seed else "")
 
     def markdown(self) -> str:
@@ -262,7 +264,7 @@ def build_report(experiments: list[str] | None, output: Path, seeds: list[str] |
 
     results = build_results(experiments, seeds=seeds)
     client, _ = open_client(results.uri)
-    outcomes = {run_id: load_outcomes(client, run_id) for run_id in results.frame["run_id"].unique()}
+    outcomes = fetch_outcomes(client, list(results.frame["run_id"].unique()))
     table = Table(results, {k: v for k, v in outcomes.items() if v is not None}, replicates)
     if lacking := sum(v is None for v in outcomes.values()):
         table.notes.append(f"{lacking} run(s) have no per-item outcomes (made before they were recorded): "

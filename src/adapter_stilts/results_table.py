@@ -171,3 +171,14 @@ def load_outcomes(client, run_id: str):
             log.debug("run %s has no outcomes: %s", run_id, e)
             return None
         return pd.read_parquet(local)
+
+
+def fetch_outcomes(client, run_ids: list[str]) -> dict[str, object]:
+    """Every run's per-item outcomes (None where a run has none), with one progress bar."""
+    import os
+
+    from tqdm.auto import tqdm
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar here, not one per file
+    return {run_id: load_outcomes(client, run_id)
+            for run_id in tqdm(run_ids, desc="per-item outcomes", unit="run", leave=False)}
