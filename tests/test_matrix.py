@@ -91,6 +91,8 @@ def test_cache_reuses_intermediate_and_target_results_across_experiments(write_e
     assert not client.get_metric_history(hit.info.run_id, "train/loss")  # phase 2 trained nothing
     target = second["target/xnli/anli"]
     assert target.data.tags["cache"] == "hit"  # same intermediate key + same target settings
+    # a reused result keeps its per-item outcomes (the report's intervals need them)
+    assert [a.path for a in client.list_artifacts(target.info.run_id, "outcomes")] == ["outcomes/outcomes.parquet"]
     assert target.data.metrics["test/de/accuracy"] == first["target/xnli/anli"].data.metrics["test/de/accuracy"]
     assert second["target/xnli/none"].data.tags["cache"] == "miss"  # the baseline was new
     retrieval = second["target/tatoeba/anli"]  # scored with the same phase-2 encoder: not scored again

@@ -215,3 +215,23 @@ def test_cli_results_and_report(store, tmp_path):
     proc = run_cli(["report", "--exp", "matrx", "--output", str(tmp_path / "bad")], store["folder"])
     assert proc.returncode == 2 and "error: unknown experiment 'matrx'" in proc.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_gains_pair_only_runs_trained_and_scored_the_same_way(store):
+    """Two protocols of one setup (e.g. the demo's and the matrix's XNLI sizes) are never paired."""
+    from adapter_stilts.report import Table
+    from adapter_stilts.results_table import ResultsTable
+
+    frame = build_results(["matrix"], store["uri"], seeds=["2"]).frame
+    ours = frame["setup"].isin(["none", "mnli"]) & (frame["target_task"] == "xnli")
+    assert Table(ResultsTable(frame[ours].copy())).cell(_row_of(frame, "mnli"), "xnli").gain is not None
+    other = frame[ours].copy()
+    other.loc[other["setup"] == "none", "target_settings"] = "another-protocol"
+    table = Table(ResultsTable(other))
+    assert table.cell(_row_of(frame, "mnli"), "xnli").gain is None
+
+
+def _row_of(frame, setup):
+    from adapter_stilts.identity import ROW_COLUMNS
+
+    return tuple(frame[frame["setup"] == setup].iloc[0][list(ROW_COLUMNS)])

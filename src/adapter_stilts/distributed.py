@@ -130,3 +130,16 @@ def shutdown() -> None:
     if dist.is_initialized():
         barrier()
         dist.destroy_process_group()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere bf16 autocast is
+    emulated in software: seen 30x slower than fp32 (me5-small, batch 16: 30 s vs 1 s per step on an
+    AVX2 EPYC)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: trust torch's vector ISA
+        import torch
+
+        return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -24,6 +24,9 @@ class ResultIdentity:
     intermediate_seed: int | None = None  # None: no intermediate phase, or a given adapter
     target_seed: int | None = None  # None: an intermediate result
     target_task: str = ""  # "": an intermediate result
+    # a hash of how the target was trained and scored (its sizes and languages, the training
+    # settings, the eval seed): results of one setup under two protocols are never paired or merged
+    target_settings: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "intermediate_tasks", tuple(sorted(self.intermediate_tasks)))
@@ -42,7 +45,7 @@ class ResultIdentity:
 
     def setup(self) -> ResultIdentity:
         """The row this result belongs to: everything but the seeds and the target task."""
-        return replace(self, intermediate_seed=None, target_seed=None, target_task="")
+        return replace(self, intermediate_seed=None, target_seed=None, target_task="", target_settings="")
 
     def baseline(self) -> ResultIdentity:
         """The no-intermediate row of the same model and mode (what a gain is measured against)."""
@@ -76,7 +79,8 @@ class ResultIdentity:
                    strategy=get("strategy"),
                    intermediate_tasks=tuple(t for t in get("intermediate_tasks").split(",") if t),
                    intermediate_examples=int(get("intermediate_examples")), intermediate_seed=seed("intermediate_seed"),
-                   target_seed=seed("target_seed"), target_task=get("target_task"))
+                   target_seed=seed("target_seed"), target_task=get("target_task"),
+                   target_settings=tags.get(TAG_PREFIX + "target_settings", ""))
 
     def columns(self) -> dict[str, Any]:
         """The identity as table columns (tasks as one sorted, comma-joined string)."""
@@ -88,5 +92,5 @@ class ResultIdentity:
 
 
 IDENTITY_COLUMNS = ("model", "model_layers", "mode", "strategy", "intermediate_tasks", "k", "intermediate_examples",
-                    "intermediate_seed", "target_seed", "target_task", "setup")
+                    "intermediate_seed", "target_seed", "target_task", "target_settings", "setup")
 ROW_COLUMNS = ("model", "model_layers", "mode", "strategy", "intermediate_tasks", "k", "intermediate_examples")

@@ -22,7 +22,7 @@ from .cache import CacheEntry, PhaseCache
 from .cache_keys import content_key, fingerprint, intermediate_key, target_key, training_part
 from .config import ConfigError, ExperimentConfig, TaskSettings, flatten
 from .evaluation.aggregate import macro_average
-from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, merge_languages
+from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, read_languages, write_outcomes
 from .evaluation.retrieval import retrieval_eval, retrieval_layer
 from .evaluation.zero_shot import zero_shot_eval
 from .identity import ResultIdentity
@@ -47,6 +47,7 @@ from .models.phase_models import (
     trained_model,
 )
 from .models.reuse import fetch_adapter
+from .results_table import ResultsError
 from .resume import RunState, config_key
 from .summary import log_summary
 from .tasks.data import TaskData, load_task_data, resolve_source
@@ -95,20 +96,21 @@ def validate(cfg: ExperimentConfig) -> None:
         log.warning("mode full with training.lr %g / intermediate.lr %g: rates for adapters; full fine-tuning "
                     "usually takes 1e-5..1e-4 (set them in the experiment's full_overrides or with --set)",
                     cfg.training.lr, cfg.intermediate.lr)
-    warn_if_emulated_bf16(cfg.training.bf16)
+    resolve_bf16(cfg)
     load_ds_config(cfg.training.deepspeed)
     batch_layout(cfg.training, dist.world_size())
     check_model_name(cfg.model.name)
     check_writable(Path(cfg.tracking.output_dir))
 
 
-def warn_if_emulated_bf16(bf16: bool) -> None:
-    """bf16 autocast on a CPU without AVX-512 is emulated: seen 30x slower than fp32 (me5-small,
-    batch 16: 30 s vs 1 s per step on an AVX2 EPYC)."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if bf16 and not torch.cuda.is_available() and not capability.startswith("AVX512") and dist.is_main():
-        log.warning("training.bf16: this CPU (%s) has no native bf16, and bf16 autocast emulated in software ran "
-                    "30x slower than fp32 here; set training.bf16=false on it", capability)
+def resolve_bf16(cfg: ExperimentConfig) -> None:
+    """training.bf16 means bf16 autocast where the hardware has it: on a CPU without it (no
+    AVX-512 BF16 / AMX) it is switched off, with a warning, before anything is keyed or logged."""
+    if cfg.training.bf16 and not torch.cuda.is_available() and not dist.cpu_has_native_bf16():
+        if dist.is_main():
+            log.warning("training.bf16: this CPU has no native bf16 (no AVX-512 BF16 or AMX) and emulated bf16 ran "
+                        "30x slower than fp32; running in fp32 (training.bf16=false)")
+        cfg.training.bf16 = False
 
 
 def check_writable(folder: Path) -> None:
@@ -226,7 +228,10 @@ class StiltsRecipe:
                     self.score_retrieval(task, setup, inter)
         self.parent.log_new_metrics({"wall_time_s": time.time() - t0})  # of the first attempt to get here
         if dist.is_main():  # a view of this invocation's rows of the results table, read back from the store
-            log_summary(self.parent, self.tracker_experiment, self.out / "summary")
+            try:
+                log_summary(self.parent, self.tracker_experiment, self.out / "summary")
+            except ResultsError as e:  # e.g. every unit finished before results had identity tags
+                log.warning("no summary of this invocation: %s", e)
         self.state.finished = True
         self.state.save()
 
@@ -377,8 +382,9 @@ class StiltsRecipe:
         self._memoised(unit, "target", key, tags, score, self._reuse_target(task, setup, unit))
 
     def _target_key(self, task: Task, setup: str, scored_only: bool = False, **specific) -> str:
+        # entries cached before per-item outcomes existed have none: not reused, so every gain has its interval
         return target_key(self.cfg, self.inter_keys[setup], task.name, self.settings[task.name], scored_only,
-                          **specific)
+                          per_item_outcomes=True, **specific)
 
     def _reuse_target(self, task: Task, setup: str, unit: str) -> Callable[[RunHandle, CacheEntry], dict]:
         """Record a target result another experiment already computed under the same content key."""
@@ -456,11 +462,15 @@ class StiltsRecipe:
                  ", ".join(f"{k} {v:.4f}" for k, v in avg.items()))
 
     def _log_outcomes(self, run: RunHandle, task: Task, per_lang: dict, out: Path) -> Path:
-        """Merge the per-language outcome files of a scoring (every rank's languages) into one
-        Parquet file beside the predictions, and log it with each language's number of items."""
-        path = out / OUTCOMES_FILE
+        """Gather the per-language outcomes of a scoring (each rank's languages, read from its own
+        files, so ranks need not share a folder) into one Parquet file BESIDE the result folder
+        (whose manifest lists the trained files only), and log it with each language's item count."""
+        path = out.with_name(f"{task.name}.{OUTCOMES_FILE}")
+        mine = read_languages(out / "predictions", task.name, [lang for lang in per_lang
+                                                               if lang in self._my_languages(per_lang)])
+        frames = dist.gather_objects(mine)
         if dist.is_main():
-            merge_languages(out / "predictions", task.name, list(per_lang), path)
+            write_outcomes(frames, path)
             self._log_outcome_file(run, path)
         dist.barrier()
         return path
@@ -480,7 +490,14 @@ class StiltsRecipe:
             intermediate_tasks=setup.tasks,
             intermediate_examples=sum(len(self.data[t].train) for t in setup.tasks) if trained else 0,
             intermediate_seed=self.cfg.seed if trained else None,
-            target_seed=self.cfg.seed if target_task else None, target_task=target_task)
+            target_seed=self.cfg.seed if target_task else None, target_task=target_task,
+            target_settings=self._target_settings(target_task) if target_task else "")
+
+    def _target_settings(self, task: str) -> str:
+        cfg = self.cfg
+        return content_key({"settings": vars(self.settings[task]), "training": training_part(cfg),
+                            "eval_seed": cfg.data.eval_seed, "benchmark": cfg.target.benchmark,
+                            "retrieval": vars(cfg.retrieval) if not get_task(task).trains else None})[:12]
 
     def _tags(self, setup: str, phase: str, task: str, row: Setup) -> dict:
         identity = self._identity(row, task if phase == "target" else "")

@@ -60,14 +60,20 @@ class Table:
         frame = self.results.frame
         runs = frame.groupby("run_id", sort=False).agg(
             **{c: (c, "first") for c in [*ROW_COLUMNS, "setup", "target_task", "target_seed", "experiment"]},
-            score=("score", "mean")).reset_index()  # a run's task score: its macro average over languages
+            target_settings=("target_settings", "first"), started=("started", "first"),
+            score=("score", "mean")).reset_index().sort_values("started")  # score: macro average over languages
         self.notes = list(self.results.notes)
         self.runs = runs
         self.data: dict[tuple, dict[str, dict[int, tuple[float, str]]]] = {}
         self.names: dict[tuple, str] = {}
-        for r in runs.itertuples(index=False):
+        for r in runs.itertuples(index=False):  # oldest first: a later run of the same cell replaces it
             row = tuple(getattr(r, c) for c in ROW_COLUMNS)
-            self.data.setdefault(row, {}).setdefault(r.target_task, {})[r.target_seed] = (float(r.score), r.run_id)
+            cell = self.data.setdefault(row, {}).setdefault(r.target_task, {})
+            if r.target_seed in cell and cell[r.target_seed][2] != r.target_settings:
+                self.notes.append(f"{r.setup} ({r.mode}), {r.target_task}, seed {r.target_seed}: runs with other "
+                                  f"target settings (sizes, languages or training) in experiment {r.experiment}; "
+                                  "the latest is used (compare them with --exp)")
+            cell[r.target_seed] = (float(r.score), r.run_id, r.target_settings)
             self.names[row] = r.setup
         self.rows = sorted(self.data, key=self._row_order)
         self.tasks = sorted({t for by_task in self.data.values() for t in by_task}, key=_task_order)
@@ -100,7 +106,7 @@ class Table:
         return [t for t in self.tasks if t in self.data[row] and base and t in self.data[base]]
 
     def _outcomes(self, runs: dict) -> dict | None:
-        got = {seed: self.outcomes.get(run_id) for seed, (_, run_id) in runs.items()}
+        got = {seed: self.outcomes.get(run[1]) for seed, run in runs.items()}
         return None if any(v is None for v in got.values()) else got
 
     def _gain(self, row: tuple, tasks: list[str]) -> Interval | None:
@@ -108,7 +114,10 @@ class Table:
         base = self.baseline(row)
         if base is None or not tasks:
             return None
-        seeds = set.intersection(*(set(self.data[row][t]) & set(self.data[base][t]) for t in tasks))
+        # paired: the same seed, trained and scored the same way (target settings), in both rows
+        seeds = set.intersection(*({s for s, run in self.data[row][t].items()
+                                    if s in self.data[base][t] and self.data[base][t][s][2] == run[2]}
+                                   for t in tasks))
         if not seeds:
             return None
         paired = []
@@ -117,7 +126,9 @@ class Table:
             ref = self._outcomes({s: self.data[base][t][s] for s in seeds})
             if arm is None or ref is None:  # runs from before per-item outcomes: no interval
                 diffs = [self.data[row][t][s][0] - self.data[base][t][s][0] for s in seeds for t in tasks]
-                return Interval(float(np.mean(diffs)), float("nan"), float("nan"), 0, len(seeds))
+                refs = [self.data[base][t][s][0] for s in seeds for t in tasks]
+                return Interval(float(np.mean(diffs)), float("nan"), float("nan"), 0, len(seeds), 0,
+                                float(np.mean(refs)))
             paired.append(pair(get_task(t), arm, ref))
         return gain_interval(paired, self.replicates)
 
@@ -131,12 +142,12 @@ class Table:
         if task != AVG:
             if task not in by_task:
                 return None
-            values = [v for v, _ in by_task[task].values()]
+            values = [run[0] for run in by_task[task].values()]
             return Cell(float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None,
                         len(values), self._gain(row, [task]))
         seeds = set.intersection(*(set(s) for s in by_task.values()))
         per_seed = [np.mean([by_task[t][s][0] for t in by_task]) for s in seeds]
-        mean = float(np.mean([np.mean([v for v, _ in by_task[t].values()]) for t in by_task]))
+        mean = float(np.mean([np.mean([run[0] for run in by_task[t].values()]) for t in by_task]))
         return Cell(mean, float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None, len(per_seed),
                     self._gain(row, self.shared_tasks(row)))
 
@@ -153,7 +164,7 @@ class Table:
                 runs = [] if task == AVG else [self.data[row][task][s][1] for s in seeds]
                 out.append({**dict(zip(ROW_COLUMNS, row)), "setup": self.names[row], "task": task,
                             "seeds": ",".join(map(str, seeds)), "n_seeds": c.n, "mean": _points(c.mean),
-                            "std": _points(c.std), "baseline": _points(None if g is None else c.mean - g.estimate),
+                            "std": _points(c.std), "baseline": _points(g and g.base),
                             "gain": _points(g and g.estimate), "gain_low": _points(g and g.low),
                             "gain_high": _points(g and g.high), "significant": bool(g and g.excludes_zero),
                             "n_items": g.n_items if g else None, "runs": ",".join(runs)})

@@ -133,6 +133,8 @@ def build_results(experiments: list[str] | None = None, uri: str | None = None, 
         except (KeyError, ValueError) as e:
             notes.append(f"run {run.info.run_id} ({run.info.run_name}) left out: no identity tag or metric {e}")
     frame = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    for column in ("intermediate_seed", "target_seed", "n_items"):  # integers with gaps, not floats
+        frame[column] = frame[column].astype("Int64")
     if seeds:
         found = sorted({str(s) for s in frame["target_seed"]})
         frame = frame[frame["target_seed"].astype(str).isin(seeds)]

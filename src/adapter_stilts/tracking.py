@@ -147,7 +147,9 @@ class Tracker:
             return RunHandle()
         if run_id:
             retry_if_locked(self.client.update_run, run_id, status="RUNNING")
-            return RunHandle(self.client, run_id)
+            handle = RunHandle(self.client, run_id)
+            handle.set_tags(tags or {})  # e.g. tags a newer version writes (id.*), and the cache status of this attempt
+            return handle
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         if parent is not None and parent.run_id:
             all_tags["mlflow.parentRunId"] = parent.run_id

@@ -78,10 +78,14 @@ def test_bucc_per_source_counts_give_bucc_f1():
     rng = random.Random(3)
     gold = {(f"s{i}", f"t{i}") for i in range(50)}
     predicted = {(f"s{i}", f"t{i if rng.random() < 0.6 else i + 1}") for i in range(0, 70)}
-    ids, stats = mining_items(predicted, gold)
+    corpus = [f"s{i}" for i in range(200)]  # most sentences have no pair: rows of zeros
+    ids, stats = mining_items(predicted, gold, corpus)
     frame = pd.DataFrame({"language": "zh", "item_id": ids, **stats})
     mine = language_metrics(task_formulas(get_task("bucc2018")), frame)["zh"]
     assert mine == pytest.approx(bucc_f1(predicted, gold), abs=1e-12)
+    # every arm has a row per source sentence, so two systems pair on all of them
+    other = {(f"s{i}", f"t{i}") for i in range(120, 150)}
+    assert mining_items(other, gold, corpus)[0] == ids
 
 
 def test_item_ids_are_unique_and_content_based():

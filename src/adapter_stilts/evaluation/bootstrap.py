@@ -28,6 +28,7 @@ class Interval:
     n_items: int  # paired test items (all languages, all tasks of the comparison)
     n_seeds: int
     unpaired: int = 0  # items only one arm had (left out)
+    base: float = float("nan")  # the baseline's score on the same paired seeds, items and tasks
 
     @property
     def excludes_zero(self) -> bool:
@@ -103,12 +104,13 @@ def gain_interval(tasks: list[PairedTask], replicates: int = DEFAULT_REPLICATES,
     if any(t.seeds != seeds for t in tasks):
         raise ValueError("every task of a pooled gain needs the same seeds")
     rng = np.random.default_rng(seed)
-    draws, full = [], []
+    draws, full, base = [], [], []
     for t in tasks:
         counts = _draw_counts(t, rng, replicates)
         draws.append(_scores(t, t.arm, counts) - _scores(t, t.base, counts))  # [seeds, replicates]
-        arm, base = full_sample_scores(t)
-        full.append(arm - base)
+        arm_full, base_full = full_sample_scores(t)
+        full.append(arm_full - base_full)
+        base.append(base_full)
     per_seed = np.mean(draws, axis=0)  # [seeds, replicates]
     if len(seeds) > 1:  # second level: the seeds themselves, drawn with replacement per replicate
         pick = rng.integers(0, len(seeds), size=(replicates, len(seeds)))
@@ -118,4 +120,4 @@ def gain_interval(tasks: list[PairedTask], replicates: int = DEFAULT_REPLICATES,
     alpha = (1 - level) / 2
     low, high = np.quantile(replicate_gain, [alpha, 1 - alpha])
     return Interval(float(np.mean(full)), float(low), float(high), sum(t.n_items for t in tasks), len(seeds),
-                    sum(t.unpaired for t in tasks))
+                    sum(t.unpaired for t in tasks), float(np.mean(base)))

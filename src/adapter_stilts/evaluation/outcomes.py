@@ -62,19 +62,29 @@ def write_language(folder: Path, task: str, lang: str, ids: list[str], stats: di
     return path
 
 
-def merge_languages(folder: Path, task: str, languages: list[str], out: Path) -> Path:
-    """One file for the whole scoring (every language's rows, written atomically); the
-    per-language files it replaces are removed, so the predictions folder holds predictions only."""
+def read_languages(folder: Path, task: str, languages: list[str]) -> list:
+    """These languages' outcome frames; their files are removed, so the predictions folder holds
+    predictions only."""
     import pandas as pd
 
-    parts = [language_file(folder, task, lang) for lang in languages]
-    frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    frames = []
+    for lang in languages:
+        path = language_file(folder, task, lang)
+        frames.append(pd.read_parquet(path))
+        path.unlink()
+    return frames
+
+
+def write_outcomes(frames: list, out: Path) -> Path:
+    """One file for the whole scoring (lists of frames, e.g. one list per rank), written atomically."""
+    import pandas as pd
+
+    flat = [f for part in frames for f in (part if isinstance(part, list) else [part])]
+    frame = pd.concat(flat, ignore_index=True).sort_values(list(KEY_COLUMNS), kind="stable", ignore_index=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     frame.to_parquet(tmp, index=False)
     tmp.replace(out)
-    for p in parts:
-        p.unlink()
     return out
 
 

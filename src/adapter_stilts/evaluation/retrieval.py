@@ -80,10 +80,10 @@ def tatoeba_language(embed: Embed, pairs: list[dict], out: Path) -> tuple[dict[s
     return {"accuracy": float(np.mean(correct))}, (item_ids(pairs), {"correct": correct.astype(int).tolist()})
 
 
-def mining_items(predicted: set, gold: set) -> tuple[list[str], dict[str, list]]:
-    """Per source sentence that is mined or gold: its right, mined and gold pairs; their sums give
-    `bucc_f1` exactly."""
-    sources = sorted({s for s, _ in predicted | gold})
+def mining_items(predicted: set, gold: set, sources: list[str]) -> tuple[list[str], dict[str, list]]:
+    """Per source sentence of the corpus (every one, so that two systems' rows pair one to one,
+    whatever each mined): its right, mined and gold pairs; their sums give `bucc_f1` exactly."""
+    sources = sorted({*sources, *(s for s, _ in predicted | gold)})
     stats = {"tp": dict.fromkeys(sources, 0), "n_pred": dict.fromkeys(sources, 0), "n_gold": dict.fromkeys(sources, 0)}
     for pair in predicted:
         stats["n_pred"][pair[0]] += 1
@@ -181,7 +181,8 @@ def bucc_language(embed: Embed, dev: dict, test: dict, out: Path) -> tuple[dict[
     predicted = [p for p, s in zip(test_pairs, test_scores) if s >= threshold]
     write_lines(out, [f"{s}\t{t}" for s, t in predicted])
     gold = set(map(tuple, test["gold"]))
-    return {**bucc_f1(set(predicted), gold), "threshold": threshold}, mining_items(set(predicted), gold)
+    items = mining_items(set(predicted), gold, test["source_ids"])
+    return {**bucc_f1(set(predicted), gold), "threshold": threshold}, items
 
 
 def _single(records: list[dict], what: str) -> dict:
