@@ -465,7 +465,7 @@ class StiltsRecipe:
         """Gather the per-language outcomes of a scoring (each rank's languages, read from its own
         files, so ranks need not share a folder) into one Parquet file BESIDE the result folder
         (whose manifest lists the trained files only), and log it with each language's item count."""
-        path = out.with_name(f"{task.name}.{OUTCOMES_FILE}")
+        path = out.with_name(f"{task.name}.outcomes") / OUTCOMES_FILE
         mine = read_languages(out / "predictions", task.name, [lang for lang in per_lang
                                                                if lang in self._my_languages(per_lang)])
         frames = dist.gather_objects(mine)

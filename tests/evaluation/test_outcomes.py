@@ -8,9 +8,10 @@ import pytest
 from adapter_stilts.evaluation.outcomes import (
     item_ids,
     language_metrics,
-    merge_languages,
+    read_languages,
     task_formulas,
     write_language,
+    write_outcomes,
 )
 from adapter_stilts.evaluation.retrieval import bucc_f1, mining_items
 from adapter_stilts.tasks.catalog.tagging import UPOS
@@ -21,7 +22,9 @@ from adapter_stilts.tasks.lookup import get_task
 def _recomputed(task, preds, examples, lang, tmp_path):
     fam = family_of(task)
     write_language(tmp_path, task.name, lang, item_ids(examples), fam.item_stats(task, preds, examples, lang))
-    frame = pd.read_parquet(merge_languages(tmp_path, task.name, [lang], tmp_path / "outcomes.parquet"))
+    frames = read_languages(tmp_path, task.name, [lang])
+    assert not list(tmp_path.rglob("outcomes-*.parquet"))  # read once, then removed from the predictions
+    frame = pd.read_parquet(write_outcomes([frames], tmp_path / "outcomes.parquet"))
     assert list(frame["item_id"]) == item_ids(examples) and (frame["language"] == lang).all()
     return language_metrics(task_formulas(task), frame)[lang], fam.score(task, preds, examples, lang)
 

@@ -23,7 +23,6 @@ from ..tasks.item_metrics import RETRIEVAL_ITEM_METRICS, Formula
 
 OUTCOMES_FILE = "outcomes.parquet"
 OUTCOMES_ARTIFACT = "outcomes"  # the MLflow artifact folder of a target run that holds OUTCOMES_FILE
-KEY_COLUMNS = ("language", "item_id")
 
 
 
@@ -80,7 +79,7 @@ def write_outcomes(frames: list, out: Path) -> Path:
     import pandas as pd
 
     flat = [f for part in frames for f in (part if isinstance(part, list) else [part])]
-    frame = pd.concat(flat, ignore_index=True).sort_values(list(KEY_COLUMNS), kind="stable", ignore_index=True)
+    frame = pd.concat(flat, ignore_index=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     frame.to_parquet(tmp, index=False)
