@@ -18,7 +18,15 @@ import numpy as np
 from .evaluation.aggregate import headline_name
 from .evaluation.bootstrap import Interval, gain_interval, pair
 from .identity import NO_TASKS, ROW_COLUMNS
-from .results_table import REPORTS_EXPERIMENT, ResultsError, ResultsTable, build_results, fetch_outcomes, write_table
+from .results_table import (
+    REPORTS_EXPERIMENT,
+    ResultsError,
+    ResultsTable,
+    build_results,
+    fetch_outcomes,
+    open_client,
+    write_table,
+)
 from .tasks.lookup import get_task
 from .tracking import Tracker
 
@@ -63,7 +71,6 @@ class Table:
             target_settings=("target_settings", "first"), started=("started", "first"),
             score=("score", "mean")).reset_index().sort_values("started")  # score: macro average over languages
         self.notes = list(self.results.notes)
-        self.runs = runs
         self.data: dict[tuple, dict[str, dict[int, tuple[float, str]]]] = {}
         self.names: dict[tuple, str] = {}
         for r in runs.itertuples(index=False):  # oldest first: a later run of the same cell replaces it
@@ -80,6 +87,17 @@ class Table:
         self.multi_model = len({(r[0], r[1]) for r in self.rows}) > 1
         self.multi_seed = any(len(seeds) > 1 for by_task in self.data.values() for seeds in by_task.values())
         self._cells: dict[tuple, Cell | None] = {}
+
+    @classmethod
+    def of(cls, results: ResultsTable, replicates: int = 2000) -> Table:
+        """The table of these results, with every run's per-item outcomes read from their store."""
+        client, _ = open_client(results.uri)
+        outcomes = fetch_outcomes(client, list(results.frame["run_id"].unique()))
+        table = cls(results, {k: v for k, v in outcomes.items() if v is not None}, replicates)
+        if lacking := sum(v is None for v in outcomes.values()):
+            table.notes.append(f"{lacking} run(s) have no per-item outcomes (made before they were recorded): "
+                               "their gains have no interval")
+        return table
 
     @staticmethod
     def _row_order(row: tuple):
@@ -271,15 +289,8 @@ def build_report(experiments: list[str] | None, output: Path, seeds: list[str] |
                  replicates: int = 2000) -> Report:
     """Build the results table (these seeds only, if given), fetch the runs' per-item outcomes,
     write the files and log them on a new "report" run."""
-    from .results_table import open_client
-
     results = build_results(experiments, seeds=seeds)
-    client, _ = open_client(results.uri)
-    outcomes = fetch_outcomes(client, list(results.frame["run_id"].unique()))
-    table = Table(results, {k: v for k, v in outcomes.items() if v is not None}, replicates)
-    if lacking := sum(v is None for v in outcomes.values()):
-        table.notes.append(f"{lacking} run(s) have no per-item outcomes (made before they were recorded): "
-                           "their gains have no interval")
+    table = Table.of(results, replicates)
     paths = table.write(Path(output))
     tracker = Tracker(REPORTS_EXPERIMENT)
     run = tracker.start("report", tags={"kind": "report", "experiments": ",".join(results.experiments)[:5000]})

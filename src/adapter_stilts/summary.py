@@ -12,17 +12,14 @@ import numpy as np
 
 from .identity import NO_TASKS
 from .report import AVG, Table
-from .results_table import build_results, fetch_outcomes, open_client, write_table
+from .results_table import build_results, write_table
 
 log = logging.getLogger(__name__)
 
 
 def invocation_table(experiment: str, parent_run_id: str, replicates: int = 2000) -> Table:
     """The report table of one invocation's target runs (read back from the MLflow store)."""
-    results = build_results([experiment], parent_run_id=parent_run_id)
-    client, _ = open_client(results.uri)
-    outcomes = fetch_outcomes(client, list(results.frame["run_id"].unique()))
-    return Table(results, {k: v for k, v in outcomes.items() if v is not None}, replicates)
+    return Table.of(build_results([experiment], parent_run_id=parent_run_id), replicates)
 
 
 def by_language(table: Table) -> str:
