@@ -10,6 +10,7 @@ from adapter_stilts.cache_keys import (
     TRAINING_OTHER_FIELDS,
     TRAINING_RESULT_FIELDS,
     intermediate_key,
+    model_part,
     target_key,
     undeclared_fields,
 )
@@ -30,7 +31,8 @@ def _keys(cfg):
 CHANGED = {"batch_size": 3, "lr": 0.5, "weight_decay": 0.3, "warmup_ratio": 0.5, "epochs": 9, "bf16": False,
            "group_by_length": True, "eval_every": 7, "micro_batch_size": 1, "packing": False, "log_every": 1,
            "deepspeed": "zero3", "checkpoint_every": 3, "keep_checkpoints": 9,
-           "name": "other", "dropout": 0.3, "max_length": 17, "classifier_pooling": "cls", "attention": "sdpa"}
+           "name": "other", "layers": 4, "dropout": 0.3, "max_length": 17, "classifier_pooling": "cls",
+           "attention": "sdpa"}
 
 
 @pytest.mark.parametrize("field", [*TRAINING_RESULT_FIELDS, *TRAINING_OTHER_FIELDS, *MODEL_RESULT_FIELDS,
@@ -46,3 +48,11 @@ def test_only_result_fields_change_keys(field):
     if field == "dropout":  # a retrieval score, dropout off, depends on it only through the intermediate key
         assert target_key(cfg, "same", "tatoeba", TaskSettings(), scored_only=True) == \
             target_key(changed, "same", "tatoeba", TaskSettings(), scored_only=True)
+
+
+def test_whole_model_layers_keep_the_keys_made_before_the_field():
+    cfg = load_experiment("demo")
+    assert "layers" not in model_part(cfg) and model_part(cfg, scored_only=True).keys() == {
+        "name", "max_length", "classifier_pooling"}
+    cfg.model.layers = 4
+    assert model_part(cfg)["layers"] == 4

@@ -6,7 +6,8 @@ from adapter_stilts.config import EXPERIMENTS_DIR, ConfigError, ExperimentConfig
 from adapter_stilts.pipeline import validate
 
 PAPER_TASKS = ("anli_plus", "mnli", "qqp", "squad", "squad_v2", "hellaswag", "ccg", "cosmosqa", "commonsenseqa")
-FILES = sorted(p for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.endswith("-TASK"))
+STUDIES = sorted(p for p in EXPERIMENTS_DIR.glob("*.yaml") if "\nstudy:" in p.read_text())  # run by `sweep`
+FILES = sorted(p for p in EXPERIMENTS_DIR.glob("*.yaml") if not p.stem.endswith("-TASK") and p not in STUDIES)
 TEMPLATES = sorted(p for p in EXPERIMENTS_DIR.glob("*-TASK.yaml"))
 
 
@@ -23,6 +24,17 @@ def test_every_experiment_file_loads_and_validates(path: Path):
             validate(full)
     else:
         validate(full)
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_every_study_file_loads_and_is_refused_as_an_experiment(path: Path):
+    from adapter_stilts.scaling.study import load_study
+
+    study = load_study(path.stem)
+    assert study.name == path.stem and study.config.pool and study.config.seeds
+    validate(study.experiment)
+    with pytest.raises(ConfigError, match="a study .* run it with `python run.py sweep"):
+        load_experiment(path.stem)
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)

@@ -17,7 +17,7 @@ TRAINING_RESULT_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_ratio", "e
 # the same tokens), logging and checkpointing do not change what is trained
 TRAINING_OTHER_FIELDS = ("micro_batch_size", "packing", "log_every", "deepspeed", "checkpoint_every",
                          "keep_checkpoints")
-MODEL_RESULT_FIELDS = ("name", "dropout", "max_length", "classifier_pooling")
+MODEL_RESULT_FIELDS = ("name", "layers", "dropout", "max_length", "classifier_pooling")
 MODEL_OTHER_FIELDS = ("attention",)  # the attention kernel computes the same softmax
 
 
@@ -46,8 +46,10 @@ def training_part(cfg: ExperimentConfig) -> dict:
 
 
 def model_part(cfg: ExperimentConfig, scored_only: bool = False) -> dict:
-    """`scored_only`: a result scored with dropout off (retrieval) does not depend on dropout."""
-    return {k: getattr(cfg.model, k) for k in MODEL_RESULT_FIELDS if not (scored_only and k == "dropout")}
+    """`scored_only`: a result scored with dropout off (retrieval) does not depend on dropout.
+    `layers` 0 (the whole model) is left out, so keys made before the field existed still hold."""
+    return {k: getattr(cfg.model, k) for k in MODEL_RESULT_FIELDS
+            if not (scored_only and k == "dropout") and not (k == "layers" and not cfg.model.layers)}
 
 
 def intermediate_key(cfg: ExperimentConfig, model_path: str, settings: dict[str, TaskSettings], lr: float,
@@ -62,6 +64,14 @@ def intermediate_key(cfg: ExperimentConfig, model_path: str, settings: dict[str,
         "lr": lr, "multitask": [ic.sampler, ic.sampler_cap, ic.sampler_temperature, ic.mlm_ratio]
         if len(settings) > 1 else None, "data": data,
     })
+
+
+def target_settings_hash(cfg: ExperimentConfig, task: str, trains: bool) -> str:
+    """How a target task is trained and scored (its sizes and languages, the training settings,
+    the eval seed, the retrieval settings of a retrieval task): a result identity's protocol part."""
+    return content_key({"settings": vars(cfg.target.tasks[task]), "training": training_part(cfg),
+                        "eval_seed": cfg.data.eval_seed, "benchmark": cfg.target.benchmark,
+                        "retrieval": None if trains else vars(cfg.retrieval)})[:12]
 
 
 def target_key(cfg: ExperimentConfig, inter_key: str, task: str, settings: TaskSettings, scored_only: bool = False,

@@ -1,23 +1,15 @@
 """Command line: `run` (the default) runs an experiment; `tasks` lists the registered tasks;
 `results` writes the long-format results table of the MLflow store; `report` builds the
-cross-experiment comparison (a view of that table, with intervals on every gain)."""
+cross-experiment comparison (a view of that table, with intervals on every gain); `sweep` runs a
+study's cells; `scaling` analyses a study (gain vs number of tasks and model size)."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
-import time
 
 from .config import ConfigError, load_experiment
-
-
-def _user_errors() -> tuple[type, ...]:
-    from .models.loading import ModelError
-    from .tasks.lookup import UnknownTaskError
-    from .tasks.readers import DataError
-
-    return (ConfigError, DataError, ModelError, UnknownTaskError)
 
 
 def _setup_logging() -> None:
@@ -37,36 +29,17 @@ def _setup_logging() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from . import distributed as dist
 
-    log = logging.getLogger("adapter_stilts")
     if args.exp and len(args.exp) > 1:
         raise ConfigError(f"run: one --exp at a time (got {', '.join(args.exp)})")
     # a bad file fails here, before anything starts
     cfg = load_experiment(args.exp[0] if args.exp else "demo", args.set)
     dist.prepare_environment()
-    from .pipeline import StiltsRecipe
-    from .training.loop import TrainingError
+    from .runner import run_experiment
 
-    recipe = StiltsRecipe(cfg)
-    status, t0 = "FAILED", time.time()
     try:
-        dist.init()
-        recipe.setup()
-        recipe.run()
-        status = "FINISHED"
-        log.info("Experiment '%s' finished in %.1f min; outputs in %s", cfg.name, (time.time() - t0) / 60, recipe.out)
-    except _user_errors() as e:
-        log.error("%s", e)
-        if hasattr(recipe, "parent"):
-            recipe.parent.set_tags({"error": str(e)[:5000]})
-        return 2
-    except TrainingError as e:  # e.g. a NaN loss: the phase stops, earlier results stay as they are
-        log.error("%s", e)
-        recipe.parent.set_tags({"error": str(e)[:5000]})
-        return 1
+        return run_experiment(cfg)
     finally:
-        recipe.cleanup(status)
         dist.shutdown()
-    return 0
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -117,11 +90,44 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run a study's cells that have not finished: `sweep --exp scaling [--dry-run] [--hours 2]`."""
+    from . import distributed as dist
+    from .scaling.study import load_study
+
+    if not args.exp or len(args.exp) > 1:
+        raise ConfigError("sweep: name one study with --exp (e.g. --exp scaling)")
+    study = load_study(args.exp[0], args.set)  # a bad study file fails here, before anything starts
+    dist.prepare_environment()
+    from .scaling.sweep import run_sweep
+
+    try:
+        return run_sweep(study, dry_run=args.dry_run, hours=args.hours, limit=args.limit)
+    finally:
+        dist.shutdown()
+
+
+def cmd_scaling(args: argparse.Namespace) -> int:
+    """The study's analysis: `scaling --exp scaling` (from the store) or `scaling --from results/scaling`."""
+    from .results_table import ResultsError
+    from .scaling.analysis import AnalysisError, run_analysis
+
+    try:
+        summary = run_analysis(study_name=(args.exp or ["scaling"])[0], source=args.from_dir, output=args.output_dir,
+                               overrides=args.set)
+    except (ResultsError, AnalysisError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     _setup_logging()
-    parser = argparse.ArgumentParser(prog="run.py", description="English intermediate-task training (STILTs) "
-                                     "for zero-shot cross-lingual transfer")
-    parser.add_argument("command", nargs="?", default="run", choices=("run", "tasks", "results", "report"))
+    parser = argparse.ArgumentParser(prog="run.py", description="English intermediate-task training (STILTs) for "
+                                     "zero-shot cross-lingual transfer")
+    parser.add_argument("command", nargs="?", default="run",
+                        choices=("run", "tasks", "results", "report", "sweep", "scaling"))
     parser.add_argument("--exp", action="append", default=None, metavar="NAME",
                         help="run: experiments/NAME.yaml or a path to a YAML file (default: demo); "
                              "results, report: the experiments to read (repeatable or a,b; default: all)")
@@ -133,10 +139,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="report: the folder for report.md, report.csv and report.png")
     parser.add_argument("--out", default="outputs/results.parquet", metavar="FILE",
                         help="results: the table's file, .parquet or .csv")
+    parser.add_argument("--dry-run", action="store_true", help="sweep: print the plan and its cost, run nothing")
+    parser.add_argument("--hours", type=float, default=0.0, metavar="H",
+                        help="sweep: start no new cell after H hours (a chunk; rerun to go on); 0 = no limit")
+    parser.add_argument("--limit", type=int, default=0, metavar="N", help="sweep: run at most N cells; 0 = all")
+    parser.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
+                        help="scaling: read the study's committed rows (e.g. results/scaling) instead of the store")
+    parser.add_argument("--output-dir", default=None, metavar="DIR",
+                        help="scaling: where the analysis is written (default: outputs/<study>-analysis)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        return {"run": cmd_run, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report}[args.command](args)
+        return {"run": cmd_run, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
+                "sweep": cmd_sweep, "scaling": cmd_scaling}[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

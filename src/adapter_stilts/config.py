@@ -31,6 +31,9 @@ class ModelConfig:
     max_length: int = 128  # tokens per sequence (pairs are truncated longest-first)
     classifier_pooling: str = "cls"  # sentence(-pair) heads read: cls (first token, XLM-R) | mean
     attention: str = "auto"  # auto (eager on CPUs, where it trains 1.7x faster; sdpa on GPUs) | eager | sdpa
+    # keep only the first L transformer layers (0 = all): the offline stand-in for model size (me5-small
+    # at 4, 8, 12 layers); a result's identity records the layers it ran with
+    layers: int = 0
 
 
 @dataclass
@@ -93,6 +96,7 @@ class IntermediateConfig:
     #   multitask  one shared adapter (or encoder) with a head per task; batches drawn by `sampler`
     #   fusion     AdapterFusion over the single-task adapters, trained with each target (adapters)
     #   average    the single-task adapters averaged into one (adapters; a cheap fusion)
+    #   untrained  no tasks: an adapter of the same shape, never trained, stacked in phase 3 (a control)
     strategy: str = "each"
     sampler: str = "proportional"  # multitask: proportional | capped | temperature | uniform
     sampler_cap: int = 20000  # capped: p_i ~ min(n_i, cap)
@@ -173,7 +177,7 @@ CHOICES = {
     "model.classifier_pooling": ("cls", "mean"),
     "model.attention": ("auto", "eager", "sdpa"),
     "target.benchmark": ("xtreme", "xtreme-r"),
-    "intermediate.strategy": ("each", "multitask", "fusion", "average"),
+    "intermediate.strategy": ("each", "multitask", "fusion", "average", "untrained"),
     "intermediate.sampler": ("proportional", "capped", "temperature", "uniform"),
 }
 
@@ -189,7 +193,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"{path or 'experiment'}: expected a mapping, got {value!r}")
-        return _build(tp, value, path)
+        return build_section(tp, value, path)
     if origin is dict:
         _, val_tp = typing.get_args(tp)
         if value is None:
@@ -226,7 +230,7 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     raise ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
 
 
-def _build(cls: type, values: dict, prefix: str) -> Any:
+def build_section(cls: type, values: dict, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.name != "source_file"]
     kwargs = {}
@@ -296,9 +300,10 @@ def resolve_experiment_path(exp: str) -> Path:
 FULL_PREFIX = "full-"  # full-<experiment>: the same experiment with full fine-tuning (classic STILTs)
 
 
-def load_experiment(exp: str, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_experiment(exp: str, overrides: list[str] | None = None, study_ok: bool = False) -> ExperimentConfig:
     """Load `experiments/<exp>.yaml` (or a path), apply `key.path=value` overrides, validate types.
-    `full-<exp>` is <exp> in full fine-tuning mode; `<prefix>-<task>` fills a `<prefix>-TASK` template."""
+    `full-<exp>` is <exp> in full fine-tuning mode; `<prefix>-<task>` fills a `<prefix>-TASK` template.
+    A study file (one with a `study:` section) is run by `sweep`; `study_ok` reads its experiment part."""
     if exp.startswith(FULL_PREFIX) and not (EXPERIMENTS_DIR / f"{exp}.yaml").is_file() and not Path(exp).suffix:
         base = load_experiment(exp[len(FULL_PREFIX):], overrides)  # the user's own errors surface here
         try:
@@ -322,13 +327,16 @@ def load_experiment(exp: str, overrides: list[str] | None = None) -> ExperimentC
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    if raw.pop("study", None) is not None and not study_ok:
+        raise ConfigError(f"{path}: a study (it has a 'study:' section); run it with "
+                          f"`python run.py sweep --exp {exp}`")
     if "extends" in raw:  # shared settings live in one file; an experiment states what differs
         parent = load_experiment(str(resolve_experiment_path(str(raw.pop("extends"))))).to_dict()
         raw = _merge(parent, raw)
     for text in overrides or []:
         apply_override(raw, *parse_override(text))
     try:
-        cfg = _build(ExperimentConfig, raw, "")
+        cfg = build_section(ExperimentConfig, raw, "")
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     cfg.source_file = str(path)

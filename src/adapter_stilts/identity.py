@@ -18,7 +18,7 @@ class ResultIdentity:
     model: str
     model_layers: int
     mode: str  # adapters | full
-    strategy: str  # none | each | multitask | average | fusion | given
+    strategy: str  # none | each | multitask | average | fusion | given | untrained
     intermediate_tasks: tuple[str, ...] = ()  # sorted
     intermediate_examples: int = 0  # the intermediate data budget: training examples over all its tasks
     intermediate_seed: int | None = None  # None: no intermediate phase, or a given adapter
@@ -37,8 +37,8 @@ class ResultIdentity:
 
     @property
     def display_name(self) -> str:
-        if self.strategy == NO_TASKS:
-            return NO_TASKS
+        if self.k == 0:  # none, or the untrained-adapter control
+            return self.strategy
         if self.k == 1 and self.strategy != "given":
             return self.intermediate_tasks[0]
         return f"{self.strategy}{self.k}"

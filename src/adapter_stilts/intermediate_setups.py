@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .config import ConfigError, ExperimentConfig
 
 NO_INTERMEDIATE = "none"
+UNTRAINED = "untrained"  # the control setup: an intermediate adapter that was never trained
 MLM_TASK = "mlm"  # continued multilingual MLM, mixed into a multi-task intermediate phase
 
 
@@ -16,13 +17,15 @@ MLM_TASK = "mlm"  # continued multilingual MLM, mixed into a multi-task intermed
 class Setup:
     name: str  # the row's name: "none", a task name, or the multi-task setup's name
     tasks: tuple[str, ...]  # its intermediate tasks
-    strategy: str  # none | each | multitask | average | fusion | given
+    strategy: str  # none | each | multitask | average | fusion | given | untrained
 
 
 def intermediate_setups(cfg: ExperimentConfig) -> list[Setup]:
     ic = cfg.intermediate
     names = tuple(ic.tasks)
-    if ic.adapter:
+    if ic.strategy == UNTRAINED:
+        setups = [Setup(UNTRAINED, (), UNTRAINED)]
+    elif ic.adapter:
         setups = [Setup(ic.name or (names[0] if len(names) == 1 else "given"), names, "given")]
     elif ic.strategy == "each" or len(names) == 1:
         setups = [Setup(t, (t,), "each") for t in names]
@@ -37,12 +40,15 @@ def check_strategy(cfg: ExperimentConfig) -> None:
     ic = cfg.intermediate
     if ic.strategy in ("average", "fusion") and cfg.mode != "adapters":
         raise ConfigError(f"intermediate.strategy: {ic.strategy} combines adapters; it needs mode: adapters")
+    if ic.strategy == UNTRAINED and (cfg.mode != "adapters" or ic.tasks or ic.adapter):
+        raise ConfigError("intermediate.strategy: untrained (an untrained adapter, the control) needs mode: adapters, "
+                          "no intermediate.tasks and no intermediate.adapter")
     if ic.adapter and cfg.mode != "adapters":
         raise ConfigError("intermediate.adapter: a given adapter needs mode: adapters")
     if ic.name and not re.fullmatch(r"[A-Za-z0-9_.-]+", ic.name):
         raise ConfigError(f"intermediate.name: '{ic.name}' may use letters, digits, _ . - only (it names MLflow "
                           f"runs and metrics)")
-    if ic.name == NO_INTERMEDIATE or ic.name in cfg.target.tasks:
+    if ic.name in (NO_INTERMEDIATE, UNTRAINED) or ic.name in cfg.target.tasks:
         raise ConfigError(f"intermediate.name: '{ic.name}' is taken (the baseline row or a target task)")
     if not 0 <= ic.mlm_ratio < 1:
         raise ConfigError("intermediate.mlm_ratio: must be in [0, 1)")

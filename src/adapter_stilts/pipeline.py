@@ -19,7 +19,15 @@ import yaml
 
 from . import distributed as dist
 from .cache import CacheEntry, PhaseCache
-from .cache_keys import content_key, fingerprint, intermediate_key, target_key, training_part
+from .cache_keys import (
+    content_key,
+    fingerprint,
+    intermediate_key,
+    model_part,
+    target_key,
+    target_settings_hash,
+    training_part,
+)
 from .config import ConfigError, ExperimentConfig, TaskSettings, flatten
 from .evaluation.aggregate import macro_average
 from .evaluation.outcomes import OUTCOMES_ARTIFACT, OUTCOMES_FILE, read_languages, write_outcomes
@@ -27,7 +35,7 @@ from .evaluation.retrieval import retrieval_eval, retrieval_layer
 from .evaluation.zero_shot import zero_shot_eval
 from .identity import ResultIdentity
 from .integrity import write_manifest
-from .intermediate_setups import MLM_TASK, NO_INTERMEDIATE, Setup, check_strategy, intermediate_setups
+from .intermediate_setups import MLM_TASK, NO_INTERMEDIATE, UNTRAINED, Setup, check_strategy, intermediate_setups
 from .models.loading import (
     check_max_length,
     check_model_name,
@@ -45,6 +53,7 @@ from .models.phase_models import (
     fusion_setup,
     trainable_model,
     trained_model,
+    untrained_adapter,
 )
 from .models.reuse import fetch_adapter
 from .results_table import ResultsError
@@ -100,6 +109,8 @@ def validate(cfg: ExperimentConfig) -> None:
     load_ds_config(cfg.training.deepspeed)
     batch_layout(cfg.training, dist.world_size())
     check_model_name(cfg.model.name)
+    if cfg.model.layers < 0:
+        raise ConfigError(f"model.layers: {cfg.model.layers} must be >= 0 (0 = every layer of the model)")
     check_writable(Path(cfg.tracking.output_dir))
 
 
@@ -124,8 +135,9 @@ def check_writable(folder: Path) -> None:
 
 
 class StiltsRecipe:
-    def __init__(self, cfg: ExperimentConfig):
+    def __init__(self, cfg: ExperimentConfig, tags: dict | None = None):
         self.cfg = cfg
+        self.extra_tags = tags or {}  # on the invocation's parent run (a study's cell names itself)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -149,7 +161,7 @@ class StiltsRecipe:
                     del cfg.intermediate.tasks[name]
         if had_intermediate and not cfg.intermediate.tasks:
             raise DataError("intermediate.tasks: none of the intermediate tasks has data")
-        self.base = resolve_model(cfg.model.name)
+        self.base = resolve_model(cfg.model.name, cfg.model.layers)
         self.model_layers = model_layers(self.base)
         if cfg.mode == "full" and dist.is_main() and Path(self.base).is_dir():  # one warning, not one per rank
             files = list(Path(self.base).glob("*.safetensors")) or list(Path(self.base).glob("*.bin"))
@@ -180,7 +192,7 @@ class StiltsRecipe:
         state = RunState.find_unfinished(root, key) if cfg.tracking.resume and dist.is_main() else None
         state = dist.broadcast_object(state)  # every rank resumes the same invocation
         tags = {"experiment": cfg.name, "mode": cfg.mode, "seed": cfg.seed, "model": cfg.model.name,
-                "data_source": self.source.kind, "config_key": key}
+                "data_source": self.source.kind, "config_key": key, **self.extra_tags}
         if state:
             log.info("Resuming the unfinished run in %s (MLflow run %s)", state.folder, state.parent_run_id)
             self.parent = self.tracker.start(cfg.name, tags=tags, run_id=state.parent_run_id)
@@ -244,6 +256,10 @@ class StiltsRecipe:
         if setup.strategy == "given":
             self.inter_keys[setup.name] = content_key({"given": self.cfg.intermediate.adapter})
             return self._given_adapter(setup)
+        if setup.strategy == UNTRAINED:
+            self.inter_keys[setup.name] = content_key({UNTRAINED: vars(self.cfg.adapter), "seed": self.cfg.seed,
+                                                       "model": model_part(self.cfg), "model_path": self.base})
+            return self._untrained_adapter(setup)
         if setup.strategy in ("average", "fusion"):
             singles = [self.train_intermediate(t, [t]) for t in setup.tasks]
             self.inter_keys[setup.name] = content_key({setup.strategy: [self.inter_keys[t] for t in setup.tasks]})
@@ -259,6 +275,13 @@ class StiltsRecipe:
                                "source": self.cfg.intermediate.adapter}) as run:
             artifact = fetch_adapter(self.cfg.intermediate.adapter, self.base, self.out / "intermediate" / setup.name,
                                      setup.name)
+            run.log_artifacts(artifact.path, "model")
+        return artifact
+
+    def _untrained_adapter(self, setup: Setup) -> PhaseArtifact:
+        with self._unit(f"intermediate/{setup.name}", self._tags(setup.name, "intermediate", "", setup)) as run:
+            seed_everything(self.cfg.seed)
+            artifact = untrained_adapter(self.base, self.cfg, self.out / "intermediate" / setup.name, setup.name)
             run.log_artifacts(artifact.path, "model")
         return artifact
 
@@ -491,13 +514,8 @@ class StiltsRecipe:
             intermediate_examples=sum(len(self.data[t].train) for t in setup.tasks) if trained else 0,
             intermediate_seed=self.cfg.seed if trained else None,
             target_seed=self.cfg.seed if target_task else None, target_task=target_task,
-            target_settings=self._target_settings(target_task) if target_task else "")
-
-    def _target_settings(self, task: str) -> str:
-        cfg = self.cfg
-        return content_key({"settings": vars(self.settings[task]), "training": training_part(cfg),
-                            "eval_seed": cfg.data.eval_seed, "benchmark": cfg.target.benchmark,
-                            "retrieval": vars(cfg.retrieval) if not get_task(task).trains else None})[:12]
+            target_settings=target_settings_hash(self.cfg, target_task, get_task(target_task).trains)
+            if target_task else "")
 
     def _tags(self, setup: str, phase: str, task: str, row: Setup) -> dict:
         identity = self._identity(row, task if phase == "target" else "")

@@ -52,14 +52,54 @@ def check_model_name(name: str) -> None:
                              f"use '{ME5_NAME}' or a local folder")
 
 
-def resolve_model(name: str) -> str:
-    """Return what `from_pretrained` should load: a folder, or the Hub id itself."""
+def resolve_model(name: str, layers: int = 0) -> str:
+    """Return what `from_pretrained` should load: a folder, or the Hub id itself; with `layers`
+    (model.layers), a copy of the model keeping only its first `layers` transformer layers."""
     from .me5_small import ME5_NAME, ensure_me5_small
 
     check_model_name(name)
-    if name == ME5_NAME:
-        return str(ensure_me5_small())
-    return name
+    path = str(ensure_me5_small()) if name == ME5_NAME else name
+    return truncated_model(path, layers) if layers else path
+
+
+def truncated_model(path: str, layers: int, cache: Path | None = None) -> str:
+    """A saved copy of a model with only its first `layers` transformer layers (embeddings and
+    the first layers' weights as they are): the offline stand-in for a smaller model of the same
+    family. Built once per model and depth under the cache (a lock, so ranks build it once; a
+    temporary folder renamed into place, so a kill never leaves half a model); `layers` equal to
+    the model's depth is the model itself."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    from filelock import FileLock
+    from transformers import AutoConfig, AutoModel
+
+    from ..integrity import verify_manifest, write_manifest
+    from .me5_small import cache_root
+
+    config = AutoConfig.from_pretrained(path)
+    depth = int(config.num_hidden_layers)
+    if not 1 <= layers <= depth:
+        raise ModelError(f"model.layers={layers}: '{path}' has {depth} layers; use 1..{depth} (0 = all of them)")
+    if layers == depth:
+        return path
+    root = cache or cache_root() / "truncated"
+    root.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(path).name).strip("-")
+    folder = root / f"{slug}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}-{layers}layers"
+    with FileLock(str(folder) + ".lock"):
+        if verify_manifest(folder, "manifest.json"):
+            return str(folder)
+        log.info("Saving the first %d of %d layers of %s to %s (model.layers)", layers, depth, path, folder)
+        config.num_hidden_layers = layers
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{folder.name}-"))
+        AutoModel.from_pretrained(path, config=config).save_pretrained(tmp)
+        load_tokenizer(path).save_pretrained(tmp)
+        write_manifest(tmp, "manifest.json")
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return str(folder)
 
 
 def model_layers(path: str) -> int:

@@ -183,6 +183,15 @@ def export_setup(model, out: Path) -> Path | None:
     return out
 
 
+def untrained_adapter(base: str, cfg, out: Path, name: str) -> PhaseArtifact:
+    """An adapter of the intermediate adapter's shape (adapter.config), initialised under the
+    current seed and never trained: a control that, stacked in phase 3 like a trained one, adds
+    the same layers and parameters but no intermediate task (it separates shape from transfer)."""
+    model = build_model(base, 0.0, cfg.model.attention)
+    model.add_adapter(name, config=adapter_config(cfg.adapter))
+    return save_phase(model, out, "adapters", name, zero3=False)
+
+
 def encoder_model(base: str, mode: str, inter: PhaseArtifact | None):
     """The phase-2 encoder (retrieval tasks are scored straight after phase 2)."""
     from adapters.composition import Average

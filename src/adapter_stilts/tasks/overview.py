@@ -28,7 +28,8 @@ class TaskRow:
         return "yes"
 
 
-def _probe_train(task: Task, source: DataSource) -> str:
+def probe_train(task: Task, source: DataSource) -> str:
+    """"yes" when the task's English training split reads, "-" for tasks without one, else why not."""
     if not task.trains:
         return "-"
     try:
@@ -44,7 +45,7 @@ def task_rows(source: DataSource) -> list[TaskRow]:
     for t in all_tasks():
         langs = t.local_languages(source.root) if source.kind == "local" else ()
         rows.append(TaskRow(t, len(BENCHMARKS["xtreme"].get(t.name, ())), len(BENCHMARKS["xtreme-r"].get(t.name, ())),
-                            tuple(langs), _probe_train(t, source) if source.kind == "local" else "?"))
+                            tuple(langs), probe_train(t, source) if source.kind == "local" else "?"))
     return rows
 
 

@@ -1,0 +1,322 @@
+"""`python run.py sweep --exp scaling [--dry-run] [--hours H] [--limit N]`: expand a study into
+cells, print the plan with a cost estimate from measured unit times, skip the cells that already
+finished in the MLflow store, and run the rest, one experiment invocation per cell.
+
+Resumable at every level: a finished cell is skipped (its parent run is FINISHED with this cell's
+`study.cell` tag and the same resolved config); a killed cell resumes where it stopped (the
+invocation's state.json and checkpoints); single-task adapters and baseline scores come from the
+phase cache. `--hours` stops starting new cells after that long, so a long study runs as chunks
+that fit a session. After each cell, its rows of the results table (and its per-item outcomes)
+are written under the study's results folder, so the study accumulates across machines."""
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import distributed as dist
+from ..cache_keys import target_settings_hash
+from ..config import ConfigError, ExperimentConfig
+from ..resume import config_key
+from .design import Cell, cell_config, cells, intermediate_examples, subsets_by_k
+from .study import Study
+
+log = logging.getLogger(__name__)
+CELL_TAG = "study.cell"
+STUDY_TAG = "study"
+
+
+@dataclass
+class PlannedCell:
+    cell: Cell
+    config: ExperimentConfig
+    key: str  # the resolved config's key: a cell is done only under the same settings
+    done: bool = False
+    estimate_s: float | None = None
+
+
+@dataclass
+class Plan:
+    study: Study
+    pool: list[str]
+    subsets: dict[int, list[tuple[str, ...]]]
+    cells: list[PlannedCell]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[PlannedCell]:
+        return [c for c in self.cells if not c.done]
+
+
+def available_pool(study: Study) -> tuple[list[str], list[str]]:
+    """The pool tasks with training data (local files probed; a hub source is assumed to have them)."""
+    from ..tasks.data import resolve_source
+    from ..tasks.lookup import get_task
+    from ..tasks.overview import probe_train
+
+    source = resolve_source(study.experiment.data)
+    pool, notes = [], []
+    for name in study.config.pool:
+        status = probe_train(get_task(name), source) if source.kind == "local" else "yes"
+        if status == "yes":
+            pool.append(name)
+        elif study.config.skip_missing:
+            notes.append(f"pool task {name} left out: no training data ({status})")
+        else:
+            raise ConfigError(f"study.pool: {name} has no training data ({status}); set study.skip_missing: true "
+                              f"to leave it out")
+    if not pool:
+        raise ConfigError("study.pool: no task of the pool has training data")
+    return pool, notes
+
+
+def make_plan(study: Study, store_uri: str | None = None) -> Plan:
+    """Every cell with its config, whether it is done, and its estimated cost."""
+    from ..pipeline import resolve_bf16, validate
+
+    experiment = copy.deepcopy(study.experiment)
+    resolve_bf16(experiment)  # before any key: the recipe keys its invocation after this too
+    study = Study(study.name, study.config, experiment, study.source_file)
+    pool, notes = available_pool(study)
+    planned = []
+    for cell in cells(study, pool):
+        cfg = cell_config(study, cell)
+        planned.append(PlannedCell(cell, cfg, config_key(cfg.to_dict())))
+    checked = set()
+    for p in planned:  # every distinct kind of cell through the experiment's own checks, before any compute
+        kind = (p.cell.model, p.cell.layers, p.cell.strategy)
+        if kind not in checked:
+            checked.add(kind)
+            try:
+                validate(copy.deepcopy(p.config))
+            except ConfigError as e:
+                raise ConfigError(f"{study.source_file}: cell {p.cell.id}: {e}") from None
+    plan = Plan(study, pool, subsets_by_k(study.config, pool), planned, notes)
+    client = _client(store_uri)
+    done = finished_cells(client, study) if client else set()
+    costs = UnitCosts.measure(client) if client else UnitCosts()
+    for p in planned:
+        p.done = (p.cell.id, p.key) in done
+        p.estimate_s = costs.cell(p.config, p.cell, study)
+    plan.notes += costs.notes
+    return plan
+
+
+def _client(uri: str | None):
+    from ..results_table import ResultsError, open_client
+
+    try:
+        return open_client(uri)[0]
+    except ResultsError:  # no store yet: nothing is done and nothing is measured
+        return None
+
+
+def finished_cells(client, study: Study) -> set[tuple[str, str]]:
+    """(cell id, config key) of every FINISHED invocation of a cell of this study in the store."""
+    from ..results_table import search_runs
+    from ..tracking import retry_if_locked
+
+    name = study.experiment.tracking.experiment or study.name
+    experiment = retry_if_locked(client.get_experiment_by_name, name)
+    if experiment is None:
+        return set()
+    runs = search_runs(client, [experiment.experiment_id],
+                       f"tags.`{STUDY_TAG}` = '{study.name}' and attributes.status = 'FINISHED'")
+    return {(r.data.tags.get(CELL_TAG, ""), r.data.tags.get("config_key", "")) for r in runs}
+
+
+@dataclass
+class UnitCosts:
+    """Wall seconds of units computed (not reused from the cache) by any run in the store: a
+    target's training and scoring per (task, model, layers, target settings), intermediate
+    training per example per (model, layers), and a cell's own overhead (loading, featurising)."""
+    targets: dict[tuple, list[float]] = field(default_factory=dict)
+    per_example: dict[tuple, list[float]] = field(default_factory=dict)
+    overhead: list[float] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    _depths: dict[str, int] = field(default_factory=dict)  # a model's full depth, resolved once
+
+    @classmethod
+    def measure(cls, client) -> UnitCosts:
+        from ..results_table import search_runs
+        from ..tracking import retry_if_locked
+
+        costs = cls()
+        ids = [e.experiment_id for e in retry_if_locked(client.search_experiments)]
+        if not ids:
+            return costs
+        children: dict[str, float] = {}
+        for run in search_runs(client, ids, "attributes.status = 'FINISHED'"):
+            tags, info = run.data.tags, run.info
+            if not info.end_time or not info.start_time:
+                continue
+            seconds = (info.end_time - info.start_time) / 1000
+            parent = tags.get("mlflow.parentRunId")
+            if parent:
+                children[parent] = children.get(parent, 0.0) + seconds
+            if tags.get("cache") != "miss" or "id.model" not in tags:
+                continue
+            size = (tags["id.model"], int(tags.get("id.model_layers", 0) or 0))
+            if tags.get("phase") == "target":
+                key = (tags.get("task", ""), *size, tags.get("id.target_settings", ""))
+                costs.targets.setdefault(key, []).append(seconds)
+            elif tags.get("phase") == "intermediate" and run.data.params.get("train_examples"):
+                costs.per_example.setdefault(size, []).append(seconds / int(run.data.params["train_examples"]))
+        for run in search_runs(client, ids, f"attributes.status = 'FINISHED' and tags.`{STUDY_TAG}` != ''"):
+            if run.info.end_time and run.info.run_id in children:
+                wall = (run.info.end_time - run.info.start_time) / 1000
+                costs.overhead.append(max(wall - children[run.info.run_id], 0.0))
+        return costs
+
+    def target(self, task: str, model: str, layers: int, settings: str) -> float | None:
+        if exact := self.targets.get((task, model, layers, settings)):
+            return statistics.median(exact)
+        # another protocol or size of the same task: scaled by the number of layers (compute is per layer)
+        near = [(k[2], statistics.median(v)) for k, v in self.targets.items() if k[0] == task and k[1] == model
+                and k[3] == settings] or [(k[2], statistics.median(v)) for k, v in self.targets.items()
+                                          if k[0] == task and k[1] == model and k[2] == layers]
+        if not near:
+            return None
+        measured_layers, seconds = min(near, key=lambda x: abs(x[0] - layers))
+        return seconds * layers / measured_layers if measured_layers else seconds
+
+    def intermediate(self, examples: int, model: str, layers: int) -> float | None:
+        if exact := self.per_example.get((model, layers)):
+            return statistics.median(exact) * examples
+        near = [(k[1], statistics.median(v)) for k, v in self.per_example.items() if k[0] == model]
+        if not near:
+            return None
+        measured_layers, per = min(near, key=lambda x: abs(x[0] - layers))
+        return per * examples * layers / measured_layers if measured_layers else per * examples
+
+    def cell(self, cfg: ExperimentConfig, cell: Cell, study: Study) -> float | None:
+        """A cell's estimated wall seconds (an upper bound: units the cache already holds cost
+        nothing), or None while a unit of it has never been measured."""
+        from ..models.loading import model_layers, resolve_model
+        from ..tasks.lookup import get_task
+
+        layers = cell.layers or self._depth(cell.model, model_layers, resolve_model)
+        parts = [self.target(t, cell.model, layers, target_settings_hash(cfg, t, get_task(t).trains))
+                 for t in cfg.target.tasks]
+        if cell.k:
+            examples = intermediate_examples(study.config, cell.k) * cell.k
+            # average / fusion train each member alone; multitask trains them together: the same examples
+            parts.append(self.intermediate(examples, cell.model, layers))
+        if any(p is None for p in parts):
+            return None
+        return sum(parts) + (statistics.median(self.overhead) if self.overhead else 0.0)
+
+    def _depth(self, model: str, model_layers, resolve_model) -> int:
+        if model not in self._depths:
+            try:
+                self._depths[model] = model_layers(resolve_model(model))
+            except Exception:  # a Hub model not in the local cache: sized 0, so only exact matches count
+                self._depths[model] = 0
+        return self._depths[model]
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as a table: per model size and k, the cells, those done, and the time still needed."""
+    import pandas as pd
+
+    rows = [{"model": p.cell.model, "layers": p.cell.layers or "all", "k": p.cell.k,
+             "strategy": p.cell.strategy, "cells": 1, "done": int(p.done),
+             "est_min": 0.0 if p.done else (p.estimate_s / 60 if p.estimate_s is not None else float("nan")),
+             "unmeasured": int(not p.done and p.estimate_s is None)} for p in plan.cells]
+    frame = pd.DataFrame(rows).groupby(["model", "layers", "k", "strategy"], sort=False).agg(
+        cells=("cells", "sum"), done=("done", "sum"), est_min=("est_min", lambda x: x.sum(skipna=False)),
+        unmeasured=("unmeasured", "sum"))
+    todo = plan.todo
+    known = [p.estimate_s for p in todo if p.estimate_s is not None]
+    s = plan.study.config
+    lines = [f"Study '{plan.study.name}' ({plan.study.source_file}): pool of {len(plan.pool)} "
+             f"({', '.join(plan.pool)}); {s.budget} budget of {s.examples} examples; strategy {s.strategy}; "
+             f"seeds {s.seeds}",
+             *(f"  k={k}: " + "; ".join("+".join(x) or "(none)" for x in subs) for k, subs in plan.subsets.items()),
+             frame.reset_index().to_string(index=False, float_format=lambda x: f"{x:.1f}"),
+             f"{len(plan.cells)} cells, {len(plan.cells) - len(todo)} done, {len(todo)} to run: "
+             f"estimated {sum(known) / 3600:.1f} h" + (f" for {len(known)} of them ({len(todo) - len(known)} have "
+                                                       f"units never measured: run one cell of each size first)"
+                                                       if len(known) < len(todo) else "")]
+    lines += [f"note: {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: int = 0) -> int:
+    """Run the cells not done yet, in plan order; exit code 0 when every cell ran (or was done),
+    1 when a cell failed, 3 when `hours` / `limit` stopped the sweep with cells left (rerun to go on)."""
+    from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ..runner import run_experiment
+
+    if not dry_run:
+        dist.init()
+    plan = dist.broadcast_object(make_plan(study) if dist.is_main() else None)
+    if dist.is_main():
+        print(format_plan(plan), flush=True)
+    if dry_run:
+        return 0
+    todo, failed, t0 = plan.todo, [], time.time()
+    with logging_redirect_tqdm(), tqdm(total=len(todo), desc=f"sweep {study.name}", unit="cell",
+                                       disable=not dist.is_main()) as bar:
+        for i, p in enumerate(todo):
+            if (hours and time.time() - t0 > hours * 3600) or (limit and i >= limit):
+                log.info("Sweep stopped after %.1f h and %d cells; %d cells left: rerun the same command to go on",
+                         (time.time() - t0) / 3600, i, len(todo) - i)
+                return 3
+            log.info("Cell %d/%d: %s (estimated %s)", i + 1, len(todo), p.cell.id,
+                     f"{p.estimate_s / 60:.0f} min" if p.estimate_s is not None else "unmeasured")
+            code = run_experiment(copy.deepcopy(p.config), {STUDY_TAG: study.name, CELL_TAG: p.cell.id})
+            if code:
+                failed.append(p.cell.id)
+            elif dist.is_main():
+                export_cell(study, p.cell)
+            bar.update(1)
+    if failed:
+        log.error("%d cells failed: %s (their errors are above and on their MLflow runs)", len(failed),
+                  ", ".join(failed))
+        return 1
+    log.info("Sweep '%s' complete: %d cells run in %.1f h", study.name, len(todo), (time.time() - t0) / 3600)
+    return 0
+
+
+def results_dir(study: Study) -> Path:
+    return Path(study.config.results_dir or f"results/{study.name}")
+
+
+def export_cell(study: Study, cell: Cell) -> None:
+    """The cell's rows of the results table (CSV) and its per-item outcomes (Parquet), one file
+    each per cell, so studies run on several machines merge without conflicts."""
+    from ..results_table import ResultsError, build_results, fetch_outcomes, open_client, search_runs
+    from ..tracking import retry_if_locked
+
+    client, uri = open_client()
+    name = study.experiment.tracking.experiment or study.name
+    experiment = retry_if_locked(client.get_experiment_by_name, name)
+    parents = search_runs(client, [experiment.experiment_id],
+                          f"tags.`{CELL_TAG}` = '{cell.id}' and attributes.status = 'FINISHED'")
+    if not parents:
+        log.warning("cell %s: no finished run in the store to export", cell.id)
+        return
+    parent = max(parents, key=lambda r: r.info.end_time or 0)
+    try:
+        table = build_results([name], uri, parent_run_id=parent.info.run_id)
+    except ResultsError as e:
+        log.warning("cell %s: nothing to export (%s)", cell.id, e)
+        return
+    import pandas as pd
+
+    folder = results_dir(study)
+    (folder / "cells").mkdir(parents=True, exist_ok=True)
+    frame = table.frame.assign(study=study.name, cell=cell.id)
+    frame.to_csv(folder / "cells" / f"{cell.id}.csv", index=False)
+    outcomes = {r: o for r, o in fetch_outcomes(client, sorted(set(frame["run_id"]))).items() if o is not None}
+    if outcomes:
+        (folder / "outcomes").mkdir(parents=True, exist_ok=True)
+        pd.concat([o.assign(run_id=r) for r, o in outcomes.items()], ignore_index=True).to_parquet(
+            folder / "outcomes" / f"{cell.id}.parquet", index=False)
+    log.info("cell %s: %d rows written to %s", cell.id, len(frame), folder)
