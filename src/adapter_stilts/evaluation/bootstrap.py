@@ -73,16 +73,22 @@ def pair(task, arm: dict, base: dict) -> PairedTask:
     return PairedTask(task, formulas, columns, seeds, arrays[0], arrays[1], unpaired)
 
 
-def _scores(p: PairedTask, side: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> np.ndarray:
-    """The task's macro-averaged headline score per seed and replicate, [seeds, replicates];
-    counts[lang] is [replicates, items]: how often each item is drawn."""
+def corpus_scores(task, formulas: dict[str, Formula], columns: list[str], side: dict[str, np.ndarray],
+                  counts: dict[str, np.ndarray]) -> np.ndarray:
+    """A task's macro-averaged headline score per run and replicate, [runs, replicates]: side[lang]
+    is [runs, items, columns] of per-item outcomes, counts[lang] is [replicates, items] (how often
+    each item is drawn); the real corpus metric is recomputed from the drawn items' column sums."""
     per_lang = []
     for lang, values in side.items():
-        sums = np.einsum("ri,sic->src", counts[lang], values)  # [seeds, replicates, columns]
-        metrics = metrics_from_sums(p.formulas, {c: sums[..., j] for j, c in enumerate(p.columns)},
+        sums = np.einsum("ri,sic->src", counts[lang], values)  # [runs, replicates, columns]
+        metrics = metrics_from_sums(formulas, {c: sums[..., j] for j, c in enumerate(columns)},
                                     counts[lang].sum(axis=1))
-        per_lang.append(headline(p.task, metrics))
+        per_lang.append(headline(task, metrics))
     return np.mean(per_lang, axis=0)
+
+
+def _scores(p: PairedTask, side: dict[str, np.ndarray], counts: dict[str, np.ndarray]) -> np.ndarray:
+    return corpus_scores(p.task, p.formulas, p.columns, side, counts)
 
 
 def full_sample_scores(p: PairedTask) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +97,13 @@ def full_sample_scores(p: PairedTask) -> tuple[np.ndarray, np.ndarray]:
     return _scores(p, p.arm, ones)[:, 0], _scores(p, p.base, ones)[:, 0]
 
 
+def draw_counts(n_items: dict[str, int], rng: np.random.Generator, replicates: int) -> dict[str, np.ndarray]:
+    """A bootstrap resample of each language's items (stratified by language): [replicates, items] counts."""
+    return {lang: rng.multinomial(n, np.full(n, 1 / n), size=replicates) for lang, n in n_items.items()}
+
+
 def _draw_counts(p: PairedTask, rng: np.random.Generator, replicates: int) -> dict[str, np.ndarray]:
-    return {lang: rng.multinomial(a.shape[1], np.full(a.shape[1], 1 / a.shape[1]), size=replicates)
-            for lang, a in p.arm.items()}
+    return draw_counts({lang: a.shape[1] for lang, a in p.arm.items()}, rng, replicates)
 
 
 def gain_interval(tasks: list[PairedTask], replicates: int = DEFAULT_REPLICATES, level: float = LEVEL,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..config import ExperimentConfig, TaskSettings
 from ..intermediate_setups import NO_INTERMEDIATE, UNTRAINED
-from .study import SizeConfig, Study, StudyConfig
+from .study import DEFAULT_K, SizeConfig, Study, StudyConfig
 
 
 def balanced_subsets(pool: list[str], k: int, count: int, seed: int) -> list[tuple[str, ...]]:
@@ -77,7 +77,7 @@ class Cell:
 def size_ks(study: StudyConfig, size: SizeConfig, n_pool: int) -> list[int]:
     """The k values run at one size: its own list (exactly those), else study.k plus the whole
     pool; a k past the available pool (QQP and CCG missing offline) means the whole pool."""
-    ks = {min(k, n_pool) for k in size.k or study.k}
+    ks = {min(k, n_pool) for k in size.k or study.k or [k for k in DEFAULT_K if k <= n_pool]}
     return sorted(ks | ({n_pool} if study.whole_pool and not size.k else set()))
 
 

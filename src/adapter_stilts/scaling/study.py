@@ -31,6 +31,7 @@ from ..config import (
 )
 
 STUDY_KEY = "study"
+DEFAULT_K = (0, 1, 2, 3, 5, 7)
 
 
 @dataclass
@@ -44,7 +45,7 @@ class SizeConfig:
 @dataclass
 class StudyConfig:
     pool: list[str] = field(default_factory=list)
-    k: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 5, 7])
+    k: list[int] = field(default_factory=list)  # empty: DEFAULT_K (those up to the pool's size)
     whole_pool: bool = True  # also k = the pool's size (every task once)
     subsets_per_k: int = 4
     subset_seed: int = 0  # draws the subsets (the same subsets at every seed and size)
