@@ -145,7 +145,10 @@ def test_the_whole_analysis_from_a_results_folder(study_folder, tmp_path, monkey
     for plot in ("gain_vs_k", "targets", "predicted_vs_observed", "variance", "languages"):
         assert (out / f"{plot}.png").stat().st_size > 5000, plot
     sizes = pd.read_csv(out / "size_extrapolation.csv")
-    assert set(sizes["held_out_layers"]) == {12}
+    assert set(sizes["held_out_layers"]) == {12} and (sizes["low"] <= sizes["high"]).all()
+    # the planted law is log(1+k) x layers: the interaction law extrapolates to 12 layers, within a point
+    inter = sizes[(sizes["target"] == "xtreme") & (sizes["form"] == "interaction")].iloc[0]
+    assert inter["mean_abs_error"] < 0.01
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

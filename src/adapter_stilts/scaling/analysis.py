@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..evaluation.bootstrap import LEVEL
@@ -114,44 +115,62 @@ def fit_table(curves: Curves) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def size_table(curves: Curves) -> pd.DataFrame:
-    """Joint laws in k and size: fit on every size but the largest, predict the largest."""
+    """Joint laws in k and size: fit on every size but the largest, predict the largest; the
+    error's interval refits on bootstrap replicates of the mean gains (the same draws as the curves)."""
     rows = []
     for (target, model), group in curves.curve.groupby(["target", "model"]):
         sizes = sorted(group["model_layers"].unique())
         if len(sizes) < 3:  # two smaller sizes to fit on, the largest to predict
             continue
-        shared = set.intersection(*(set(group[group["model_layers"] == s]["k"]) for s in sizes))
-        use = group[group["k"].isin(shared)]
+        shared = sorted(set.intersection(*(set(group[group["model_layers"] == s]["k"]) for s in sizes)))
+        use = group[group["k"].isin(shared)].sort_values(["model_layers", "k"])
+        k, layers = use["k"].to_numpy(float), use["model_layers"].to_numpy(float)
+        reps = np.concatenate([curves.replicates[(target, model, s)][1][:, [curves.replicates[(target, model, s)][0]
+                                                                            .index(kk) for kk in shared]]
+                               for s in sizes], axis=1)[:EXTRAPOLATION_REPLICATES]  # [R, sizes x shared k]
         for name in fits.JOINT_FORMS:
             try:
-                result = fits.extrapolate_size(name, use["k"].to_numpy(float), use["model_layers"].to_numpy(float),
-                                               use["gain"].to_numpy(float))
+                result = fits.extrapolate_size(name, k, layers, use["gain"].to_numpy(float))
             except ValueError:
                 continue
+            errors = np.array([fits.extrapolate_size(name, k, layers, rep)["mean_abs_error"] for rep in reps])
+            low, high = np.nanquantile(errors, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]) if np.isfinite(errors).any() \
+                else (np.nan, np.nan)
             rows.append({"target": target, "model": model, "form": name, "formula": fits.JOINT_FORMS[name].formula,
                          "held_out_layers": result["held_out_layers"], "mean_abs_error": result["mean_abs_error"],
+                         "low": float(low), "high": float(high),
                          **{f"error_k{int(kk)}": e for kk, e in result["per_k"].items()}})
     return pd.DataFrame(rows)
 
 
 def membership_table(curves: Curves) -> pd.DataFrame:
-    """Which intermediate tasks help or hurt each target: OLS of a cell's gain on indicators of
-    the tasks in its subset (k >= 1, one point per subset x seed), with heteroskedasticity-robust
-    (HC3) 95% intervals."""
+    """Which intermediate tasks help or hurt each target beyond the number of tasks: OLS of a
+    cell's gain on indicators of the tasks in its subset plus one level per k (k >= 1, one point
+    per subset x seed). The indicators of a subset sum to its k, so only differences between
+    tasks are identified: a task's effect is its coefficient minus the mean coefficient (the gain
+    from having it in a subset instead of an average task of the pool, at the same k), with a
+    heteroskedasticity-robust (HC3) 95% interval."""
     import statsmodels.api as sm
 
     rows = []
     pts = curves.points[curves.points["k"] >= 1]
     for (target, model, layers), group in pts.groupby(["target", *SIZE]):
         tasks = sorted({t for s in group["intermediate_tasks"] for t in s.split(",") if t})
-        if len(group) <= len(tasks) + 1:
-            continue
         x = pd.DataFrame({t: group["intermediate_tasks"].map(lambda s, t=t: float(t in s.split(","))) for t in tasks})
-        model_fit = sm.OLS(group["gain"].to_numpy(float), sm.add_constant(x, has_constant="add")).fit(cov_type="HC3")
-        ci = model_fit.conf_int(1 - LEVEL)
-        for t in tasks:
+        levels = pd.get_dummies(group["k"], prefix="k", drop_first=True, dtype=float)
+        design = sm.add_constant(pd.concat([x, levels], axis=1), has_constant="add")
+        if len(group) <= design.shape[1]:
+            continue
+        model_fit = sm.OLS(group["gain"].to_numpy(float), design).fit(cov_type="HC3")
+        contrasts = np.zeros((len(tasks), design.shape[1]))
+        for i, t in enumerate(tasks):
+            contrasts[i, [design.columns.get_loc(s) for s in tasks]] = -1 / len(tasks)
+            contrasts[i, design.columns.get_loc(t)] += 1
+        test = model_fit.t_test(contrasts)
+        ci = np.asarray(test.conf_int(1 - LEVEL))
+        for i, t in enumerate(tasks):
             rows.append({"target": target, "model": model, "model_layers": layers, "task": t,
-                         "effect": float(model_fit.params[t]), "low": float(ci.loc[t, 0]), "high": float(ci.loc[t, 1]),
+                         "effect": float(np.asarray(test.effect)[i]), "low": float(ci[i, 0]), "high": float(ci[i, 1]),
                          "n_points": len(group)})
     return pd.DataFrame(rows)
 
@@ -245,10 +264,10 @@ def summarize(study: str, origin: str, strategy: str, curves: Curves, loko: pd.D
         lines.append("")
     if not sizes.empty:
         lines += ["## Joint law in k and size: fit on the smaller sizes, predict the largest", "",
-                  "| target | form | formula | held-out layers | mean abs. error |", "|---|---|---|---|---|"]
+                  "| target | form | formula | held-out layers | mean abs. error [95%] |", "|---|---|---|---|---|"]
         for _, r in sizes.iterrows():
-            lines.append(f"| {r['target']} | {r['form']} | {r['formula']} | {r['held_out_layers']} | "
-                         f"{100 * r['mean_abs_error']:.2f} |")
+            lines.append(f"| {r['target']} | {r['form']} | {r['formula']} | {r['held_out_layers']:.0f} | "
+                         f"{100 * r['mean_abs_error']:.2f} [{100 * r['low']:.2f}, {100 * r['high']:.2f}] |")
         lines.append("")
     if not curves.variance.empty:
         lines += ["## Variance of one cell's gain: subsets, seeds, test items (shares)", "",
@@ -296,15 +315,16 @@ def _answer(curves: Curves, loko: pd.DataFrame, extra: pd.DataFrame, sizes: pd.D
     s = sizes[sizes["target"] == head] if not sizes.empty else sizes
     if len(s):
         r = s.sort_values("mean_abs_error").iloc[0]
-        out.append(f"- a joint law in k and size ({r['form']}) fitted on the smaller sizes predicts "
-                   f"{r['held_out_layers']} layers with a mean absolute error of "
-                   f"{100 * r['mean_abs_error']:.1f} points")
+        out.append(f"- a joint law in k and size ({r['form']}: {r['formula']}) fitted on the smaller sizes predicts "
+                   f"{r['held_out_layers']:.0f} layers with a mean absolute error of "
+                   f"{100 * r['mean_abs_error']:.1f} points [{100 * r['low']:.1f}, {100 * r['high']:.1f}]")
     m = members[(members["target"] == head) & (members["model_layers"] == largest)] if not members.empty else members
     if len(m):
         helps = m[m["low"] > 0]["task"].tolist()
         hurts = m[m["high"] < 0]["task"].tolist()
-        out.append(f"- tasks whose membership changes the gain (95% interval excludes 0): helps {helps or 'none'}, "
-                   f"hurts {hurts or 'none'}; the paper's pattern: {PAPER_PATTERN}")
+        out.append(f"- tasks that help or hurt compared with an average task of the pool at the same k (95% interval "
+                   f"excludes 0; membership.csv): helps {', '.join(helps) or 'none'}, hurts {', '.join(hurts) or 'none'}"
+                   f"; the paper's pattern (XLM-R large): {PAPER_PATTERN}")
     fam = c[c["target"].str.startswith("family:") & (c["model_layers"] == largest)]
     if len(fam):
         kmax = fam[fam["k"] == fam["k"].max()]
