@@ -10,6 +10,7 @@ is written to one folder and logged as artifacts of a `scaling` run in MLflow.""
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,12 +162,16 @@ def membership_table(curves: Curves) -> pd.DataFrame:
         design = sm.add_constant(pd.concat([x, levels], axis=1), has_constant="add")
         if len(group) <= design.shape[1]:
             continue
-        model_fit = sm.OLS(group["gain"].to_numpy(float), design).fit(cov_type="HC3")
+        with warnings.catch_warnings():  # rank-deficient by design (indicators sum to k): only contrasts are used
+            warnings.simplefilter("ignore")
+            model_fit = sm.OLS(group["gain"].to_numpy(float), design).fit(cov_type="HC3")
         contrasts = np.zeros((len(tasks), design.shape[1]))
         for i, t in enumerate(tasks):
             contrasts[i, [design.columns.get_loc(s) for s in tasks]] = -1 / len(tasks)
             contrasts[i, design.columns.get_loc(t)] += 1
-        test = model_fit.t_test(contrasts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            test = model_fit.t_test(contrasts)
         ci = np.asarray(test.conf_int(1 - LEVEL))
         for i, t in enumerate(tasks):
             rows.append({"target": target, "model": model, "model_layers": layers, "task": t,
@@ -322,8 +327,8 @@ def _answer(curves: Curves, loko: pd.DataFrame, extra: pd.DataFrame, sizes: pd.D
     if len(m):
         helps = m[m["low"] > 0]["task"].tolist()
         hurts = m[m["high"] < 0]["task"].tolist()
-        out.append(f"- tasks that help or hurt compared with an average task of the pool at the same k (95% interval "
-                   f"excludes 0; membership.csv): helps {', '.join(helps) or 'none'}, hurts {', '.join(hurts) or 'none'}"
+        out.append(f"- tasks that help or hurt compared with an average task of the pool at the same k (95% "
+                   f"interval excludes 0; membership.csv): helps {', '.join(helps) or 'none'}, hurts {', '.join(hurts) or 'none'}"
                    f"; the paper's pattern (XLM-R large): {PAPER_PATTERN}")
     fam = c[c["target"].str.startswith("family:") & (c["model_layers"] == largest)]
     if len(fam):
