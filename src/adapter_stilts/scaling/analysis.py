@@ -328,8 +328,8 @@ def _answer(curves: Curves, loko: pd.DataFrame, extra: pd.DataFrame, sizes: pd.D
         helps = m[m["low"] > 0]["task"].tolist()
         hurts = m[m["high"] < 0]["task"].tolist()
         out.append(f"- tasks that help or hurt compared with an average task of the pool at the same k (95% "
-                   f"interval excludes 0; membership.csv): helps {', '.join(helps) or 'none'}, hurts {', '.join(hurts) or 'none'}"
-                   f"; the paper's pattern (XLM-R large): {PAPER_PATTERN}")
+                   f"interval excludes 0; membership.csv): helps {', '.join(helps) or 'none'}, "
+                   f"hurts {', '.join(hurts) or 'none'}; the paper's pattern (XLM-R large): {PAPER_PATTERN}")
     fam = c[c["target"].str.startswith("family:") & (c["model_layers"] == largest)]
     if len(fam):
         kmax = fam[fam["k"] == fam["k"].max()]
