@@ -88,18 +88,24 @@ def subsets_by_k(study: StudyConfig, pool: list[str]) -> dict[int, list[tuple[st
 
 
 def cells(study: Study, pool: list[str]) -> list[Cell]:
-    """Every cell, seed-major (a chunk finishes one seed's curves before starting the next),
-    then size in the file's order, k, subset; the untrained control beside k = 0."""
+    """Every cell, seed-major (a chunk finishes one seed's curves before starting the next), then
+    size in the file's order, then breadth first: k = 0 and its control, then the first subset of
+    every k, then the second, ... so a study stopped early already has a whole curve."""
     cfg, subsets = study.config, subsets_by_k(study.config, pool)
     out = []
     for seed in cfg.seeds:
         for size in cfg.sizes:
             model = size.model or study.experiment.model.name
-            for k in size_ks(cfg, size, len(pool)):
-                strategy = NO_INTERMEDIATE if k == 0 else "each" if k == 1 else cfg.strategy
-                out += [Cell(model, size.layers, s, seed, strategy) for s in subsets[k]]
-                if k == 0 and cfg.untrained_control:
-                    out.append(Cell(model, size.layers, (), seed, UNTRAINED))
+            ks = size_ks(cfg, size, len(pool))
+            if 0 in ks and cfg.untrained_control:
+                out.append(Cell(model, size.layers, (), seed, NO_INTERMEDIATE))
+                out.append(Cell(model, size.layers, (), seed, UNTRAINED))
+            rounds = max((len(subsets[k]) for k in ks), default=0)
+            for i in range(rounds):
+                for k in ks:
+                    if i < len(subsets[k]) and not (k == 0 and cfg.untrained_control):
+                        strategy = NO_INTERMEDIATE if k == 0 else "each" if k == 1 else cfg.strategy
+                        out.append(Cell(model, size.layers, subsets[k][i], seed, strategy))
     return out
 
 
