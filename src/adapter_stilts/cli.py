@@ -109,12 +109,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_scaling(args: argparse.Namespace) -> int:
     """The study's analysis: `scaling --exp scaling` (from the store) or `scaling --from results/scaling`."""
+    if args.set:
+        raise ConfigError("scaling: --set does not apply (the analysis reads results; change the study file and sweep)")
     from .results_table import ResultsError
     from .scaling.analysis import AnalysisError, run_analysis
 
     try:
-        summary = run_analysis(study_name=(args.exp or ["scaling"])[0], source=args.from_dir, output=args.output_dir,
-                               overrides=args.set)
+        summary = run_analysis(study_name=(args.exp or ["scaling"])[0], source=args.from_dir, output=args.output_dir)
     except (ResultsError, AnalysisError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -161,3 +161,14 @@ def test_a_results_folder_without_cells_is_a_clear_error(tmp_path):
 
     with pytest.raises(AnalysisError, match="no cells/\\*.csv"):
         load_rows("x", tmp_path)
+
+
+def test_seeds_are_drawn_once_per_size_so_a_shared_baseline_moves_every_k_together():
+    from adapter_stilts.scaling.gains import _hierarchical, _seed_draws, _subset_draws
+
+    replicates, seed_effect = 400, np.array([0.0, 0.05, -0.03])  # a gain that depends on the seed only
+    seeds = _seed_draws("m", 12, 3, replicates, 0)
+    curves = [_hierarchical(np.broadcast_to(seed_effect[None, :, None], (n_sub, 3, replicates)).copy(),
+                            _subset_draws("m", 12, k, n_sub, replicates, 0), seeds) for k, n_sub in ((2, 4), (3, 5))]
+    assert np.allclose(curves[0], curves[1])  # the same seed draw at every k (crossed, not nested)
+    assert curves[0].std() > 0.01  # and the seeds' spread is in the interval, not averaged away

@@ -80,7 +80,7 @@ def test_a_cell_runs_its_size_seed_tasks_and_budget(tmp_path):
     ({"pool": ["mnli", "tatoeba"]}, "study.pool\\[1\\]: tatoeba is a retrieval task with no training data"),
     ({"pool": POOL, "seeds": []}, "study.seeds"),
     ({"pool": POOL, "sizes": [{"layers": -1}]}, "study.sizes\\[0\\].layers"),
-    ({"pool": POOL, "sizes": [{"layers": 4, "k": [12]}]}, "study.sizes\\[0\\].k: 12 is outside"),
+    ({"pool": POOL, "sizes": [{"layers": 4, "k": [0, 12]}]}, "study.sizes\\[0\\].k: 12 is outside"),
     ({"pool": []}, "study.pool: list"),
 ])
 def test_a_bad_study_fails_before_compute_naming_the_field(tmp_path, study, message):
@@ -98,3 +98,10 @@ def test_overrides_reach_the_study_and_the_experiment(tmp_path):
 def test_an_experiment_is_not_a_study(tmp_path):
     with pytest.raises(ConfigError, match="not a study"):
         load_study("baseline")
+
+
+def test_every_size_needs_its_baseline(tmp_path):
+    with pytest.raises(ConfigError, match="study.k: must include 0"):
+        load_study(_study_file(tmp_path, {"pool": POOL, "k": [1, 2]}))
+    with pytest.raises(ConfigError, match="study.sizes\\[1\\].k: must include 0"):
+        load_study(_study_file(tmp_path, {"pool": POOL, "sizes": [{"layers": 4}, {"layers": 2, "k": [1]}]}))

@@ -66,19 +66,39 @@ def load_rows(study: str, source: str | Path | None = None) -> tuple[pd.DataFram
     return frame, outcomes, f"MLflow experiment '{study}' in {table.uri}"
 
 
-def study_strategy(study: str, frame: pd.DataFrame) -> str:
-    """The study's multi-task strategy: from its file when there is one, else the rows' own."""
+def find_study(name: str):
+    """The study file `name` names (experiments/<name>.yaml or a path), or None without one."""
     from ..config import ConfigError
+    from .study import load_study
 
     try:
-        from .study import load_study
-
-        return load_study(study).config.strategy
+        return load_study(name)
     except ConfigError:
-        several = frame[frame["k"] > 1]["strategy"]
-        if several.empty:
-            return "multitask"
-        return str(several.value_counts().index[0])
+        return None
+
+
+def study_strategy(study, frame: pd.DataFrame) -> str:
+    """The study's multi-task strategy: from its file when there is one, else the rows' own."""
+    if study is not None:
+        return study.config.strategy
+    several = frame[frame["k"] > 1]["strategy"]
+    return str(several.value_counts().index[0]) if not several.empty else "multitask"
+
+
+def current_cells(study, frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Rows of the study's current design only: a results folder can hold cells of an earlier
+    design (e.g. before the pool grew), which would mix two studies."""
+    if study is None or "cell" not in frame.columns:
+        return frame
+    from .design import cells
+    from .sweep import available_pool
+
+    ids = {c.id for c in cells(study, available_pool(study)[0])}
+    stale = sorted(set(frame["cell"]) - ids)
+    if stale:
+        notes.append(f"{len(stale)} cells not in the current design of {study.source_file} left out "
+                     f"(e.g. {stale[0]})")
+    return frame[frame["cell"].isin(ids)]
 
 
 # ---------------------------------------------------------------------- fits
@@ -134,7 +154,7 @@ def size_table(curves: Curves) -> pd.DataFrame:
                 result = fits.extrapolate_size(name, k, layers, use["gain"].to_numpy(float))
             except ValueError:
                 continue
-            errors = np.array([fits.extrapolate_size(name, k, layers, rep)["mean_abs_error"] for rep in reps])
+            errors = np.array([_size_error(name, k, layers, rep) for rep in reps])
             low, high = np.nanquantile(errors, [(1 - LEVEL) / 2, (1 + LEVEL) / 2]) if np.isfinite(errors).any() \
                 else (np.nan, np.nan)
             rows.append({"target": target, "model": model, "form": name, "formula": fits.JOINT_FORMS[name].formula,
@@ -142,6 +162,13 @@ def size_table(curves: Curves) -> pd.DataFrame:
                          "low": float(low), "high": float(high),
                          **{f"error_k{int(kk)}": e for kk, e in result["per_k"].items()}})
     return pd.DataFrame(rows)
+
+
+def _size_error(form: str, k, layers, y) -> float:
+    try:
+        return fits.extrapolate_size(form, k, layers, y)["mean_abs_error"]
+    except ValueError:  # a replicate without the largest size's points
+        return float("nan")
 
 
 def membership_table(curves: Curves) -> pd.DataFrame:
@@ -182,17 +209,25 @@ def membership_table(curves: Curves) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------- the run
 def run_analysis(study_name: str = "scaling", source: str | None = None, output: str | None = None,
-                 overrides: list[str] | None = None, replicates: int = 1000) -> str:
-    """Analyse the study; write tables, plots and summary.md to `output`; log them to MLflow;
+                 replicates: int = 1000) -> str:
+    """Analyse the study (`study_name`: a study file's name or path, or the name of an MLflow
+    experiment without one); write tables, plots and summary.md to `output`; log them to MLflow;
     return the summary."""
     from . import plots
 
-    frame, outcomes, origin = load_rows(study_name, source)
-    strategy = study_strategy(study_name, frame)
+    study = find_study(study_name)
+    if study is not None:
+        study_name = study.name
+    experiment = (study.experiment.tracking.experiment or study.name) if study is not None else study_name
+    frame, outcomes, origin = load_rows(experiment, source)
+    notes: list[str] = []
+    frame = current_cells(study, frame, notes)
+    strategy = study_strategy(study, frame)
     try:
         curves = compute_gains(frame, outcomes, strategy, replicates=replicates)
     except ValueError as e:
         raise AnalysisError(f"{origin}: {e}") from None
+    curves.notes[:0] = notes
     loko, extra = fit_table(curves)
     sizes = size_table(curves)
     members = membership_table(curves)
@@ -267,6 +302,9 @@ def summarize(study: str, origin: str, strategy: str, curves: Curves, loko: pd.D
             lines.append(f"| {r['target']} | {r['model_layers']} | {r['form']} | {r['formula']} | "
                          f"{100 * r['loko_rmse']:.2f} | {ex} |")
         lines.append("")
+    if len(set(c["model"])) > 1:
+        curves.notes.append("several models: the joint law in k and size is fitted within one model's truncations "
+                            "only (sizes of different models need their parameter counts)")
     if not sizes.empty:
         lines += ["## Joint law in k and size: fit on the smaller sizes, predict the largest", "",
                   "| target | form | formula | held-out layers | mean abs. error [95%] |", "|---|---|---|---|---|"]

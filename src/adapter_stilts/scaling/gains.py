@@ -43,13 +43,14 @@ class Curves:
     notes: list[str] = field(default_factory=list)
 
 
-def _run_scores(task_name: str, runs: pd.DataFrame, outcomes: dict, replicates: int, seed: int
+def _run_scores(task_name: str, runs: pd.DataFrame, rows: pd.DataFrame, outcomes: dict, replicates: int, seed: int
                 ) -> tuple[dict[str, np.ndarray], dict[str, float], bool]:
-    """Per run: its score per replicate [R] and on the full sample; True when items were resampled."""
+    """Per run (one row each in `runs`; `rows` has every language): its score per replicate [R]
+    and on the full sample; True when items were resampled."""
     task = get_task(task_name)
     ids = list(runs["run_id"])
     frames = [outcomes.get(r) for r in ids]
-    full = runs.groupby("run_id")["score"].mean().to_dict()  # the logged macro average
+    full = rows.groupby("run_id")["score"].mean().to_dict()  # the logged macro average
     if any(f is None for f in frames):
         return {r: np.full(replicates, full[r]) for r in ids}, full, False
     formulas = task_formulas(task)
@@ -73,19 +74,25 @@ def _run_scores(task_name: str, runs: pd.DataFrame, outcomes: dict, replicates: 
     return dict(zip(ids, drawn)), dict(zip(ids, on_all.tolist())), True
 
 
-def _draws(model: str, layers: int, k: int, n_sub: int, n_seed: int, replicates: int, seed: int):
-    """Subset and seed draws of one (size, k), the same for every target."""
-    rng = np.random.default_rng([seed, zlib.crc32(f"{model}/{layers}/{k}".encode())])
-    subsets = rng.integers(0, n_sub, size=(replicates, n_sub))
-    seeds = rng.integers(0, n_seed, size=(replicates, n_sub, n_seed))
-    return subsets, seeds
+def _seed_draws(model: str, layers: int, n_seed: int, replicates: int, seed: int) -> np.ndarray:
+    """[R, n_seed]: the seeds drawn per replicate for one model size. Seeds are crossed with
+    subsets (a seed's baseline run serves every subset and k), so one draw serves every subset,
+    every k and every target of the size."""
+    rng = np.random.default_rng([seed, zlib.crc32(f"seeds/{model}/{layers}".encode())])
+    return rng.integers(0, n_seed, size=(replicates, n_seed))
 
 
-def _hierarchical(gains: np.ndarray, draws) -> np.ndarray:
-    """gains [subsets, seeds, R] (NaN where a cell is missing) -> the k's mean gain per replicate [R]."""
-    subsets, seeds = draws
+def _subset_draws(model: str, layers: int, k: int, n_sub: int, replicates: int, seed: int) -> np.ndarray:
+    """[R, n_sub]: the subsets of one (size, k) drawn per replicate, the same for every target."""
+    rng = np.random.default_rng([seed, zlib.crc32(f"subsets/{model}/{layers}/{k}".encode())])
+    return rng.integers(0, n_sub, size=(replicates, n_sub))
+
+
+def _hierarchical(gains: np.ndarray, subsets: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """gains [subsets, seeds, R] (NaN where a cell is missing) -> the k's mean gain per replicate
+    [R]: the drawn subsets x the drawn seeds (each run's gain already on its drawn test items)."""
     r = np.arange(gains.shape[2])[:, None, None]
-    picked = gains[subsets[:, :, None], seeds, r]  # [R, n_sub, n_seed]
+    picked = gains[subsets[:, :, None], seeds[:, None, :], r]  # [R, n_sub, n_seed]
     with np.errstate(all="ignore"), _quiet():
         return np.nanmean(np.nanmean(picked, axis=2), axis=1)
 
@@ -108,22 +115,25 @@ def compute_gains(frame: pd.DataFrame, outcomes: dict, strategy: str, replicates
     points, curve, per_language, variance, controls = [], [], [], [], []
     reps: dict[tuple, tuple[list[int], np.ndarray]] = {}
     resampled_any = False
+    design = _design(rows, strategy)
     for (target, model, layers), group in rows.groupby(["target_task", *SIZE], sort=True):
         runs = group.drop_duplicates("run_id")
-        base_runs = runs[runs["strategy"] == NO_TASKS].set_index("target_seed")["run_id"]
+        base_runs = runs[runs["strategy"] == NO_TASKS].drop_duplicates("target_seed").set_index("target_seed")["run_id"]
         if base_runs.empty:
             notes.append(f"{target} at {model}/{layers} layers: no baseline (k = 0) run; no gains")
             continue
-        scores, full, resampled = _run_scores(target, group, outcomes, replicates, seed)
+        scores, full, resampled = _run_scores(target, runs, group, outcomes, replicates, seed)
         resampled_any |= resampled
         if not resampled:
             notes.append(f"{target} at {model}/{layers} layers: some runs have no per-item outcomes; intervals "
                          f"resample subsets and seeds only")
         lang_base = group[group["strategy"] == NO_TASKS].set_index(["target_seed", "language"])["score"]
+        seeds, by_k = design[(model, layers)]
+        seed_draw = _seed_draws(model, layers, len(seeds), replicates, seed)
         ks, k_reps = [], []
-        for k, at_k in runs[runs["strategy"].isin(["each", strategy, NO_TASKS])].groupby("k", sort=True):
-            subsets = sorted(at_k["intermediate_tasks"].unique())
-            seeds = sorted(at_k["target_seed"].dropna().unique())
+        arms = runs[runs["strategy"].isin(["each", strategy, NO_TASKS])]
+        for k, subsets in by_k.items():
+            at_k = arms[arms["k"] == k]
             g = np.full((len(subsets), len(seeds), replicates), np.nan)
             g_full = np.full((len(subsets), len(seeds)), np.nan)
             for _, run in at_k.iterrows():
@@ -143,30 +153,32 @@ def compute_gains(frame: pd.DataFrame, outcomes: dict, strategy: str, replicates
                         per_language.append({"target": target, "model": model, "model_layers": layers, "k": k,
                                              "language": lr["language"],
                                              "gain": lr["score"] - lang_base[(s, lr["language"])]})
-            draw = _draws(model, layers, k, len(subsets), len(seeds), replicates, seed)
-            rep = _hierarchical(g, draw)
+            if not np.isfinite(g_full).any():
+                continue  # this target has no run at this k (yet)
+            rep = _hierarchical(g, _subset_draws(model, layers, k, len(subsets), replicates, seed), seed_draw)
             ks.append(int(k))
             k_reps.append(rep)
             with _quiet():
                 estimate = float(np.nanmean(np.nanmean(g_full, axis=1)))
             low, high = np.nanquantile(rep, [alpha, 1 - alpha]) if np.isfinite(rep).any() else (np.nan, np.nan)
+            done = np.isfinite(g_full)
             curve.append({"target": target, "model": model, "model_layers": layers, "k": int(k), "gain": estimate,
-                          "low": float(low), "high": float(high), "n_subsets": len(subsets), "n_seeds": len(seeds),
-                          "n_points": int(np.isfinite(g_full).sum())})
-            if len(subsets) > 1 and len(seeds) > 1:
+                          "low": float(low), "high": float(high), "n_subsets": int(done.any(axis=1).sum()),
+                          "n_seeds": int(done.any(axis=0).sum()), "n_points": int(done.sum())})
+            if done.any(axis=1).sum() > 1 and done.any(axis=0).sum() > 1:
                 variance.append(_variance_split(target, model, layers, int(k), g, g_full))
         reps[(target, model, layers)] = (ks, np.stack(k_reps, axis=1))
-        ctrl = runs[runs["strategy"] == UNTRAINED]
-        if not ctrl.empty:
-            cs = [s for s in sorted(ctrl["target_seed"].unique()) if s in base_runs.index]
-            g = np.stack([scores[ctrl[ctrl["target_seed"] == s]["run_id"].iloc[0]] - scores[base_runs[s]]
-                          for s in cs])[None]
-            rep = _hierarchical(g, _draws(model, layers, -1, 1, len(cs), replicates, seed))
-            est = float(np.mean([full[ctrl[ctrl["target_seed"] == s]["run_id"].iloc[0]] - full[base_runs[s]]
-                                 for s in cs]))
-            low, high = np.quantile(rep, [alpha, 1 - alpha])
-            controls.append({"target": target, "model": model, "model_layers": layers, "gain": est,
-                             "low": float(low), "high": float(high), "n_seeds": len(cs)})
+        ctrl = runs[runs["strategy"] == UNTRAINED].drop_duplicates("target_seed").set_index("target_seed")["run_id"]
+        paired = [s for s in seeds if s in ctrl.index and s in base_runs.index]
+        if paired:
+            g = np.full((1, len(seeds), replicates), np.nan)
+            for s in paired:
+                g[0, seeds.index(s)] = scores[ctrl[s]] - scores[base_runs[s]]
+            rep = _hierarchical(g, np.zeros((replicates, 1), dtype=int), seed_draw)
+            low, high = np.nanquantile(rep, [alpha, 1 - alpha])
+            controls.append({"target": target, "model": model, "model_layers": layers,
+                             "gain": float(np.mean([full[ctrl[s]] - full[base_runs[s]] for s in paired])),
+                             "low": float(low), "high": float(high), "n_seeds": len(paired)})
     if not curve:
         raise ValueError("no target has both baseline and intermediate runs")
     curves = Curves(pd.DataFrame(points), pd.DataFrame(curve), reps, pd.DataFrame(controls),
@@ -175,6 +187,18 @@ def compute_gains(frame: pd.DataFrame, outcomes: dict, strategy: str, replicates
     if not resampled_any:
         curves.notes.append("no per-item outcomes: intervals resample subsets and seeds only")
     return curves
+
+
+def _design(rows: pd.DataFrame, strategy: str) -> dict[tuple, tuple[list, dict[int, list[str]]]]:
+    """Per model size, from every target's runs: the seeds (of the baselines) and each k's subsets,
+    so every target of a size indexes (and draws) the same subsets and seeds."""
+    out = {}
+    for (model, layers), group in rows.groupby(SIZE, sort=True):
+        seeds = sorted(group[group["strategy"] == NO_TASKS]["target_seed"].dropna().unique())
+        arms = group[group["strategy"].isin(["each", strategy, NO_TASKS])]
+        out[(model, layers)] = (seeds, {int(k): sorted(part["intermediate_tasks"].unique())
+                                        for k, part in arms.groupby("k", sort=True)})
+    return out
 
 
 def _one_protocol(rows: pd.DataFrame, notes: list[str]) -> pd.DataFrame:

@@ -124,6 +124,11 @@ def check_study(study: StudyConfig, experiment: ExperimentConfig) -> None:
         for value in values:
             if not 0 <= value <= len(study.pool):
                 raise ConfigError(f"{path}: {value} is outside 0..{len(study.pool)} (the pool's size)")
+    if 0 not in study.k and study.k:
+        raise ConfigError("study.k: must include 0 (the no-intermediate baseline every gain is measured against)")
+    for i, size in enumerate(study.sizes):
+        if size.k and 0 not in size.k:
+            raise ConfigError(f"study.sizes[{i}].k: must include 0 (the baseline of that size)")
     if study.subsets_per_k < 1:
         raise ConfigError("study.subsets_per_k: must be >= 1")
     if not study.seeds or len(set(study.seeds)) != len(study.seeds):

@@ -81,6 +81,11 @@ def make_plan(study: Study, store_uri: str | None = None) -> Plan:
     resolve_bf16(experiment)  # before any key: the recipe keys its invocation after this too
     study = Study(study.name, study.config, experiment, study.source_file)
     pool, notes = available_pool(study)
+    for i, size in enumerate(study.config.sizes):
+        depth = model_depth(size.model or experiment.model.name)
+        if size.layers and depth and size.layers > depth:
+            raise ConfigError(f"{study.source_file}: study.sizes[{i}].layers: {size.layers} but "
+                              f"{size.model or experiment.model.name} has {depth} layers")
     planned = []
     for cell in cells(study, pool):
         cfg = cell_config(study, cell)
@@ -103,6 +108,16 @@ def make_plan(study: Study, store_uri: str | None = None) -> Plan:
         p.estimate_s = costs.cell(p.config, p.cell, study)
     plan.notes += costs.notes
     return plan
+
+
+def model_depth(model: str) -> int | None:
+    """A model's number of layers, or None when it cannot be resolved here (a Hub model offline)."""
+    from ..models.loading import model_layers, resolve_model
+
+    try:
+        return model_layers(resolve_model(model))
+    except Exception:  # ModelError offline, OSError: sized only where it runs
+        return None
 
 
 def _client(uri: str | None):
@@ -195,10 +210,11 @@ class UnitCosts:
     def cell(self, cfg: ExperimentConfig, cell: Cell, study: Study) -> float | None:
         """A cell's estimated wall seconds (an upper bound: units the cache already holds cost
         nothing), or None while a unit of it has never been measured."""
-        from ..models.loading import model_layers, resolve_model
         from ..tasks.lookup import get_task
 
-        layers = cell.layers or self._depth(cell.model, model_layers, resolve_model)
+        if not cell.layers and cell.model not in self._depths:
+            self._depths[cell.model] = model_depth(cell.model) or 0
+        layers = cell.layers or self._depths[cell.model]
         parts = [self.target(t, cell.model, layers, target_settings_hash(cfg, t, get_task(t).trains))
                  for t in cfg.target.tasks]
         if cell.k:
@@ -208,14 +224,6 @@ class UnitCosts:
         if any(p is None for p in parts):
             return None
         return sum(parts) + (statistics.median(self.overhead) if self.overhead else 0.0)
-
-    def _depth(self, model: str, model_layers, resolve_model) -> int:
-        if model not in self._depths:
-            try:
-                self._depths[model] = model_layers(resolve_model(model))
-            except Exception:  # a Hub model not in the local cache: sized 0, so only exact matches count
-                self._depths[model] = 0
-        return self._depths[model]
 
 
 def format_plan(plan: Plan) -> str:
@@ -255,16 +263,30 @@ def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: in
 
     if not dry_run:
         dist.init()
-    plan = dist.broadcast_object(make_plan(study) if dist.is_main() else None)
+    plan, error = None, None
+    if dist.is_main():
+        try:
+            plan = make_plan(study)
+        except ConfigError as e:
+            error = str(e)
+    plan, error = dist.broadcast_object((plan, error))  # every rank fails, or runs the same plan
+    if error:
+        raise ConfigError(error)
     if dist.is_main():
         print(format_plan(plan), flush=True)
     if dry_run:
         return 0
+    if dist.is_main():  # a cell that finished but was never exported (killed while exporting, another store)
+        for p in plan.cells:
+            if p.done and not (results_dir(study) / "cells" / f"{p.cell.id}.csv").is_file():
+                export_cell(study, p.cell)
     todo, failed, t0 = plan.todo, [], time.time()
     with logging_redirect_tqdm(), tqdm(total=len(todo), desc=f"sweep {study.name}", unit="cell",
                                        disable=not dist.is_main()) as bar:
         for i, p in enumerate(todo):
-            if (hours and time.time() - t0 > hours * 3600) or (limit and i >= limit):
+            # rank 0 decides (its clock includes the exports), so every rank stops before the same cell
+            stop = dist.broadcast_object((hours and time.time() - t0 > hours * 3600) or (limit and i >= limit))
+            if stop:
                 log.info("Sweep stopped after %.1f h and %d cells; %d cells left: rerun the same command to go on",
                          (time.time() - t0) / 3600, i, len(todo) - i)
                 return 3
