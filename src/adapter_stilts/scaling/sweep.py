@@ -189,10 +189,11 @@ class UnitCosts:
     def target(self, task: str, model: str, layers: int, settings: str) -> float | None:
         if exact := self.targets.get((task, model, layers, settings)):
             return statistics.median(exact)
-        # another protocol or size of the same task: scaled by the number of layers (compute is per layer)
-        near = [(k[2], statistics.median(v)) for k, v in self.targets.items() if k[0] == task and k[1] == model
-                and k[3] == settings] or [(k[2], statistics.median(v)) for k, v in self.targets.items()
-                                          if k[0] == task and k[1] == model and k[2] == layers]
+        # the same protocol at another size, else any protocol of the task (a truncated model's retrieval
+        # layer is part of its protocol): scaled by the number of layers (the encoder's compute is per layer)
+        same_task = {k: v for k, v in self.targets.items() if k[0] == task and k[1] == model}
+        near = [(k[2], statistics.median(v)) for k, v in same_task.items() if k[3] == settings] or \
+            [(k[2], statistics.median(v)) for k, v in same_task.items()]
         if not near:
             return None
         measured_layers, seconds = min(near, key=lambda x: abs(x[0] - layers))
