@@ -242,12 +242,17 @@ class Fit:
         return (self.model or FORMS[self.form]).predict(self.params, k)
 
 
-def _form(form: str | Form) -> Form:
-    if isinstance(form, Form):
+def _lookup(form, registry: dict, kind: type, what: str):
+    """A form given by name (or as itself) from its registry; ValueError names the known ones."""
+    if isinstance(form, kind):
         return form
-    if form not in FORMS:
-        raise ValueError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
-    return FORMS[form]
+    if form not in registry:
+        raise ValueError(f"unknown {what} {form!r}; known: {', '.join(registry)}")
+    return registry[form]
+
+
+def _form(form: str | Form) -> Form:
+    return _lookup(form, FORMS, Form, "form")
 
 
 def _clean(k: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -432,11 +437,7 @@ class JointFit:
 
 
 def _joint_form(form: str | JointForm) -> JointForm:
-    if isinstance(form, JointForm):
-        return form
-    if form not in JOINT_FORMS:
-        raise ValueError(f"unknown joint form {form!r}; known: {', '.join(JOINT_FORMS)}")
-    return JOINT_FORMS[form]
+    return _lookup(form, JOINT_FORMS, JointForm, "joint form")
 
 
 def _clean_joint(k: ArrayLike, layers: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

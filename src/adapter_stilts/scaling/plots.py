@@ -21,6 +21,13 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path, dpi: int) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    _plt().close(fig)
+    return path
+
+
 def _x(k) -> np.ndarray:
     return np.log2(1 + np.asarray(k, dtype=float))  # log scale that keeps k = 0
 
@@ -62,11 +69,7 @@ def gain_vs_k(curves: Curves, loko: pd.DataFrame, out: Path) -> Path:
     ax.set_title(f"{head}: gain vs k per model size (points: subset x seed; band: 95% interval; line: best law)",
                  fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "gain_vs_k.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "gain_vs_k.png", 130)
 
 
 def small_multiples(curves: Curves, loko: pd.DataFrame, out: Path) -> Path:
@@ -82,11 +85,7 @@ def small_multiples(curves: Curves, loko: pd.DataFrame, out: Path) -> Path:
     axes.flat[0].legend(fontsize=6)
     fig.supxlabel("k (log scale)")
     fig.supylabel("gain (points)")
-    fig.tight_layout()
-    path = out / "targets.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "targets.png", 110)
 
 
 def predicted_vs_observed(curves: Curves, extra: pd.DataFrame, out: Path) -> Path | None:
@@ -115,11 +114,7 @@ def predicted_vs_observed(curves: Curves, extra: pd.DataFrame, out: Path) -> Pat
     ax.set_xlabel("observed gain (points)")
     ax.set_ylabel("predicted from k <= 3 (points)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "predicted_vs_observed.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "predicted_vs_observed.png", 120)
 
 
 def variance_split(curves: Curves, out: Path) -> Path | None:
@@ -138,11 +133,7 @@ def variance_split(curves: Curves, out: Path) -> Path | None:
     ax.set_xlabel("share of one cell's gain variance")
     ax.legend(fontsize=7, loc="lower right")
     ax.tick_params(axis="y", labelsize=6)
-    fig.tight_layout()
-    path = out / "variance.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "variance.png", 120)
 
 
 def languages(curves: Curves, out: Path) -> Path | None:
@@ -164,11 +155,7 @@ def languages(curves: Curves, out: Path) -> Path | None:
         ax.set_title(f"{target} ({int(mine['model_layers'].max())}L)", fontsize=8)
         ax.set_xlabel("k", fontsize=7)
         fig.colorbar(image, ax=ax, fraction=0.08)
-    fig.tight_layout()
-    path = out / "languages.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "languages.png", 110)
 
 
 def write_all(curves: Curves, loko: pd.DataFrame, extra: pd.DataFrame, members: pd.DataFrame, out: Path) -> list[Path]:
