@@ -90,13 +90,14 @@ def subsets_by_k(study: StudyConfig, pool: list[str]) -> dict[int, list[tuple[st
 def cells(study: Study, pool: list[str]) -> list[Cell]:
     """Every cell, seed-major (a chunk finishes one seed's curves before starting the next), then
     size in the file's order, then breadth first: k = 0 and its control, then the first subset of
-    every k, then the second, ... so a study stopped early already has a whole curve."""
+    every k (the whole pool first, then k ascending), then the second, ... so a study stopped early
+    already has a whole curve from both ends."""
     cfg, subsets = study.config, subsets_by_k(study.config, pool)
     out = []
     for seed in cfg.seeds:
         for size in cfg.sizes:
             model = size.model or study.experiment.model.name
-            ks = size_ks(cfg, size, len(pool))
+            ks = sorted(size_ks(cfg, size, len(pool)), key=lambda k: (k != len(pool), k))
             if 0 in ks and cfg.untrained_control:
                 out.append(Cell(model, size.layers, (), seed, NO_INTERMEDIATE))
                 out.append(Cell(model, size.layers, (), seed, UNTRAINED))
