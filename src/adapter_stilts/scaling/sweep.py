@@ -147,9 +147,12 @@ def finished_cells(client, study: Study) -> set[tuple[str, str]]:
 class UnitCosts:
     """Wall seconds of units computed (not reused from the cache) by any run in the store: a
     target's training and scoring per (task, model, layers, target settings), intermediate
-    training per example per (model, layers), and a cell's own overhead (loading, featurising)."""
+    training per example per (task, model, layers) from single-task phases (a multiple-choice
+    example costs several sequences; a multi-task phase costs the sum over its tasks) and per
+    (model, layers) from every phase, and a cell's own overhead (loading, featurising)."""
     targets: dict[tuple, list[float]] = field(default_factory=dict)
     per_example: dict[tuple, list[float]] = field(default_factory=dict)
+    per_task_example: dict[tuple, list[float]] = field(default_factory=dict)
     overhead: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     _depths: dict[str, int] = field(default_factory=dict)  # a model's full depth, resolved once
@@ -179,7 +182,11 @@ class UnitCosts:
                 key = (tags.get("task", ""), *size, tags.get("id.target_settings", ""))
                 costs.targets.setdefault(key, []).append(seconds)
             elif tags.get("phase") == "intermediate" and run.data.params.get("train_examples"):
-                costs.per_example.setdefault(size, []).append(seconds / int(run.data.params["train_examples"]))
+                per = seconds / int(run.data.params["train_examples"])
+                costs.per_example.setdefault(size, []).append(per)
+                tasks = tags.get("id.intermediate_tasks", "").split(",")
+                if len(tasks) == 1 and tasks[0]:
+                    costs.per_task_example.setdefault((tasks[0], *size), []).append(per)
         for run in search_runs(client, ids, f"attributes.status = 'FINISHED' and tags.`{STUDY_TAG}` != ''"):
             if run.info.end_time and run.info.run_id in children:
                 wall = (run.info.end_time - run.info.start_time) / 1000
@@ -199,14 +206,29 @@ class UnitCosts:
         measured_layers, seconds = min(near, key=lambda x: abs(x[0] - layers))
         return seconds * layers / measured_layers if measured_layers else seconds
 
-    def intermediate(self, examples: int, model: str, layers: int) -> float | None:
-        if exact := self.per_example.get((model, layers)):
-            return statistics.median(exact) * examples
-        near = [(k[1], statistics.median(v)) for k, v in self.per_example.items() if k[0] == model]
+    def intermediate(self, examples: dict[str, int], model: str, layers: int) -> float | None:
+        """Training examples per task -> seconds: each task at its own measured rate where a
+        single-task phase of it was measured (at this size, else scaled from the nearest), else
+        at the rate of every phase of the model."""
+        total = 0.0
+        for task, n in examples.items():
+            rate = self._rate({k[1:]: v for k, v in self.per_task_example.items() if k[0] == task}, model, layers) \
+                or self._rate(self.per_example, model, layers)
+            if rate is None:
+                return None
+            total += rate * n
+        return total
+
+    @staticmethod
+    def _rate(measured: dict[tuple, list[float]], model: str, layers: int) -> float | None:
+        """Seconds per example at (model, layers), or scaled by layers from the nearest measured size."""
+        if exact := measured.get((model, layers)):
+            return statistics.median(exact)
+        near = [(k[1], statistics.median(v)) for k, v in measured.items() if k[0] == model]
         if not near:
             return None
         measured_layers, per = min(near, key=lambda x: abs(x[0] - layers))
-        return per * examples * layers / measured_layers if measured_layers else per * examples
+        return per * layers / measured_layers if measured_layers else per
 
     def cell(self, cfg: ExperimentConfig, cell: Cell, study: Study) -> float | None:
         """A cell's estimated wall seconds (an upper bound: units the cache already holds cost
@@ -219,9 +241,9 @@ class UnitCosts:
         parts = [self.target(t, cell.model, layers, target_settings_hash(cfg, t, get_task(t).trains))
                  for t in cfg.target.tasks]
         if cell.k:
-            examples = intermediate_examples(study.config, cell.k) * cell.k
             # average / fusion train each member alone; multitask trains them together: the same examples
-            parts.append(self.intermediate(examples, cell.model, layers))
+            n = intermediate_examples(study.config, cell.k)
+            parts.append(self.intermediate({t: n for t in cell.tasks}, cell.model, layers))
         if any(p is None for p in parts):
             return None
         return sum(parts) + (statistics.median(self.overhead) if self.overhead else 0.0)
