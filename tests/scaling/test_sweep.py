@@ -85,6 +85,11 @@ def test_sweep_plans_runs_in_chunks_resumes_after_a_kill_and_feeds_the_analysis(
     rows = pd.concat(pd.read_csv(c) for c in cells)
     assert set(rows["k"]) == {0, 1, 2} and set(rows["strategy"]) == {"none", "untrained", "each", "multitask"}
 
+    # another machine: no MLflow store, only the committed rows; nothing is run again
+    (tmp_path / "mlflow.db").unlink()
+    elsewhere = run_cli(["sweep", "--exp", str(tiny_study), "--dry-run"], tmp_path)
+    assert "5 cells, 5 done, 0 to run" in elsewhere.stdout, elsewhere.stdout + elsewhere.stderr[-2000:]
+
     analysis = run_cli(["scaling", "--exp", "tinystudy", "--from", str(tmp_path / "results"), "--output-dir",
                         str(tmp_path / "analysis")], tmp_path)
     assert analysis.returncode == 0, analysis.stderr[-3000:]

@@ -3,7 +3,8 @@ cells, print the plan with a cost estimate from measured unit times, skip the ce
 finished in the MLflow store, and run the rest, one experiment invocation per cell.
 
 Resumable at every level: a finished cell is skipped (its parent run is FINISHED with this cell's
-`study.cell` tag and the same resolved config); a killed cell resumes where it stopped (the
+`study.cell` tag and the same resolved config, or its exported rows carry that config's key:
+done on another machine); a killed cell resumes where it stopped (the
 invocation's state.json and checkpoints); single-task adapters and baseline scores come from the
 phase cache. `--hours` stops starting new cells after that long, so a long study runs as chunks
 that fit a session. After each cell, its rows of the results table (and its per-item outcomes)
@@ -101,7 +102,7 @@ def make_plan(study: Study, store_uri: str | None = None) -> Plan:
                 raise ConfigError(f"{study.source_file}: cell {p.cell.id}: {e}") from None
     plan = Plan(study, pool, subsets_by_k(study.config, pool), planned, notes)
     client = _client(store_uri)
-    done = finished_cells(client, study) if client else set()
+    done = (finished_cells(client, study) if client else set()) | exported_cells(study)
     costs = UnitCosts.measure(client) if client else UnitCosts()
     for p in planned:
         p.done = (p.cell.id, p.key) in done
@@ -141,6 +142,22 @@ def finished_cells(client, study: Study) -> set[tuple[str, str]]:
     runs = search_runs(client, [experiment.experiment_id],
                        f"tags.`{STUDY_TAG}` = '{study.name}' and attributes.status = 'FINISHED'")
     return {(r.data.tags.get(CELL_TAG, ""), r.data.tags.get("config_key", "")) for r in runs}
+
+
+def exported_cells(study: Study) -> set[tuple[str, str]]:
+    """(cell id, config key) of every cell whose rows are in the study's results folder: done on
+    another machine (its store is not here), so not run again."""
+    import pandas as pd
+
+    out = set()
+    for path in sorted((results_dir(study) / "cells").glob("*.csv")):
+        try:
+            head = pd.read_csv(path, nrows=1, usecols=["cell", "config_key"], dtype=str)
+        except (ValueError, OSError, pd.errors.ParserError):  # written before the key was exported
+            continue
+        if len(head):
+            out.add((str(head["cell"].iloc[0]), str(head["config_key"].iloc[0])))
+    return out
 
 
 @dataclass
@@ -357,7 +374,7 @@ def export_cell(study: Study, cell: Cell) -> None:
 
     folder = results_dir(study)
     (folder / "cells").mkdir(parents=True, exist_ok=True)
-    frame = table.frame.assign(study=study.name, cell=cell.id)
+    frame = table.frame.assign(study=study.name, cell=cell.id, config_key=parent.data.tags.get("config_key", ""))
     frame.to_csv(folder / "cells" / f"{cell.id}.csv", index=False)
     outcomes = {r: o for r, o in fetch_outcomes(client, sorted(set(frame["run_id"]))).items() if o is not None}
     if outcomes:
