@@ -274,6 +274,10 @@ def summarize(study: str, origin: str, strategy: str, curves: Curves, loko: pd.D
              f"(hierarchical bootstrap over subsets, seeds and test items); * = the interval excludes 0.", ""]
     if (c["model"] == "me5-small").any():
         lines += [f"**Caveat:** {STAND_IN}. Offline data are dev splits; these are not XLM-R numbers.", ""]
+    if (c[c["k"] > 0]["n_seeds"] < 2).any():
+        lines += ["**One seed:** where a k has a single seed its interval covers test items (and subsets) only, not "
+                  "training noise; compare its gains with the untrained control's (below), which is pure training "
+                  "noise of the same kind, before reading any of them as transfer.", ""]
     order = [XTREME, *sorted(g for g in curves.groups if g != XTREME), *sorted(set(c["target"]) - set(curves.groups))]
     ks = sorted(c["k"].unique())
     lines += ["## Gain vs k", "", "| target | model | layers | " + " | ".join(f"k={k}" for k in ks) + " |",
