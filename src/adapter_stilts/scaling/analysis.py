@@ -218,7 +218,7 @@ def run_analysis(study_name: str = "scaling", source: str | None = None, output:
     study = find_study(study_name)
     if study is not None:
         study_name = study.name
-    experiment = (study.experiment.tracking.experiment or study.name) if study is not None else study_name
+    experiment = study.mlflow_experiment if study is not None else study_name
     frame, outcomes, origin = load_rows(experiment, source)
     notes: list[str] = []
     frame = current_cells(study, frame, notes)

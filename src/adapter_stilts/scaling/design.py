@@ -120,7 +120,7 @@ def cell_config(study: Study, cell: Cell) -> ExperimentConfig:
     intermediate tasks, logged to the study's MLflow experiment."""
     cfg = copy.deepcopy(study.experiment)
     cfg.name = f"{study.name}-{cell.id}"
-    cfg.tracking.experiment = cfg.tracking.experiment or study.name
+    cfg.tracking.experiment = study.mlflow_experiment
     cfg.model.name, cfg.model.layers, cfg.seed = cell.model, cell.layers, cell.seed
     n = intermediate_examples(study.config, cell.k)
     cfg.intermediate.tasks = {t: TaskSettings(train_size=n, dev_size=study.config.dev_size) for t in cell.tasks}

@@ -73,6 +73,11 @@ class Study:
     experiment: ExperimentConfig  # what every cell shares
     source_file: str
 
+    @property
+    def mlflow_experiment(self) -> str:
+        """Where the cells log: the experiment's tracking.experiment, else the study's name."""
+        return self.experiment.tracking.experiment or self.name
+
 
 def load_study(exp: str, overrides: list[str] | None = None) -> Study:
     """A study file: `--set study.seeds=[42]` changes the study, any other `--set` the experiment."""

@@ -135,8 +135,7 @@ def finished_cells(client, study: Study) -> set[tuple[str, str]]:
     from ..results_table import search_runs
     from ..tracking import retry_if_locked
 
-    name = study.experiment.tracking.experiment or study.name
-    experiment = retry_if_locked(client.get_experiment_by_name, name)
+    experiment = retry_if_locked(client.get_experiment_by_name, study.mlflow_experiment)
     if experiment is None:
         return set()
     runs = search_runs(client, [experiment.experiment_id],
@@ -184,11 +183,14 @@ class UnitCosts:
         if not ids:
             return costs
         children: dict[str, float] = {}
+        cells: dict[str, float] = {}  # a study cell's parent run: its wall seconds
         for run in search_runs(client, ids, "attributes.status = 'FINISHED'"):
             tags, info = run.data.tags, run.info
             if not info.end_time or not info.start_time:
                 continue
             seconds = (info.end_time - info.start_time) / 1000
+            if tags.get(STUDY_TAG):
+                cells[info.run_id] = seconds
             parent = tags.get("mlflow.parentRunId")
             if parent:
                 children[parent] = children.get(parent, 0.0) + seconds
@@ -204,10 +206,7 @@ class UnitCosts:
                 tasks = tags.get("id.intermediate_tasks", "").split(",")
                 if len(tasks) == 1 and tasks[0]:
                     costs.per_task_example.setdefault((tasks[0], *size), []).append(per)
-        for run in search_runs(client, ids, f"attributes.status = 'FINISHED' and tags.`{STUDY_TAG}` != ''"):
-            if run.info.end_time and run.info.run_id in children:
-                wall = (run.info.end_time - run.info.start_time) / 1000
-                costs.overhead.append(max(wall - children[run.info.run_id], 0.0))
+        costs.overhead = [max(wall - children[run_id], 0.0) for run_id, wall in cells.items() if run_id in children]
         return costs
 
     def target(self, task: str, model: str, layers: int, settings: str) -> float | None:
@@ -357,7 +356,7 @@ def export_cell(study: Study, cell: Cell) -> None:
     from ..tracking import retry_if_locked
 
     client, uri = open_client()
-    name = study.experiment.tracking.experiment or study.name
+    name = study.mlflow_experiment
     experiment = retry_if_locked(client.get_experiment_by_name, name)
     parents = search_runs(client, [experiment.experiment_id],
                           f"tags.`{CELL_TAG}` = '{cell.id}' and attributes.status = 'FINISHED'")
