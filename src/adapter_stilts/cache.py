@@ -32,7 +32,10 @@ from .integrity import read_manifest, verify_manifest
 log = logging.getLogger(__name__)
 META = "cache.json"
 CLAIM_TIMEOUT_S = 6 * 3600  # longer than any one phase trains: a longer wait means something is stuck
-STALE_CLAIM_S = 24 * 3600  # a claim not refreshed for this long was left by a dead process (any host)
+# a claim not refreshed for this long was left by a dead process on another host (a lost cluster
+# node; a pid is checked only on its own host): held claims are refreshed every minute, and a
+# retried cell waits at most this long for a dead node's claim
+STALE_CLAIM_S = 15 * 60
 CLAIM_POLL_S = 1.5
 UNWRITTEN_CLAIM_S = 60  # a claim's JSON is written right after the file is created; empty for longer: its writer died
 _held: dict[str, int] = {}  # token -> thread of the claims this process holds (a nested claim is no dead holder)
@@ -245,6 +248,17 @@ class PhaseCache:
         if (entry := self._intact(folder, manifest)) is None:
             log.warning("cache entry %s is damaged; it will be trained again", folder)
         return entry
+
+    def holder(self, kind: str, key: str, stale_after: float = STALE_CLAIM_S) -> str | None:
+        """Who holds the claim on a key while its holder may be alive (a scheduler starts other
+        work first), else None."""
+        holder = _read_claim(self._folder(kind, key).with_name(f"{key}.claim"))
+        if holder is None:
+            return None
+        try:
+            return None if _stale_reason(holder, stale_after) else holder.describe()
+        except RuntimeError:  # this very thread holds it
+            return holder.describe()
 
     @contextmanager
     def claim(self, kind: str, key: str, timeout: float = CLAIM_TIMEOUT_S, stale_after: float = STALE_CLAIM_S,

@@ -1,7 +1,8 @@
 """Command line: `run` (the default) runs an experiment; `tasks` lists the registered tasks;
 `results` writes the long-format results table of the MLflow store; `report` builds the
 cross-experiment comparison (a view of that table, with intervals on every gain); `sweep` runs a
-study's cells; `scaling` analyses a study (gain vs number of tasks and model size)."""
+study's cells (`cell` runs one, as a sweep's worker does); `scaling` analyses a study (gain vs
+number of tasks and model size)."""
 from __future__ import annotations
 
 import argparse
@@ -98,11 +99,43 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not args.exp or len(args.exp) > 1:
         raise ConfigError("sweep: name one study with --exp (e.g. --exp scaling)")
     study = load_study(args.exp[0], args.set)  # a bad study file fails here, before anything starts
+    execute = None
+    if args.backend:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(f"sweep --backend {args.backend}: start it with python, not a launcher: each cell "
+                              f"starts its own ranks (study.resources.ranks)")
+        from .scaling.parallel import dispatch, make_backend
+
+        def execute(plan):  # the backend starts only once the plan is checked
+            return dispatch(plan, make_backend(args.backend, study, args.jobs, args.address), args.set,
+                            args.hours, args.limit)
+    elif args.jobs != 1 or args.address:
+        raise ConfigError("sweep: --jobs and --address need --backend local or --backend ray")
     dist.prepare_environment()
     from .scaling.sweep import run_sweep
 
     try:
-        return run_sweep(study, dry_run=args.dry_run, hours=args.hours, limit=args.limit)
+        return run_sweep(study, dry_run=args.dry_run, hours=args.hours, limit=args.limit, execute=execute)
+    finally:
+        dist.shutdown()
+
+
+def cmd_cell(args: argparse.Namespace) -> int:
+    """One cell of a study, as a sweep's worker starts it: `cell --exp scaling --cell ID [--key K]`."""
+    from . import distributed as dist
+    from .scaling.parallel import watch_parent
+    from .scaling.study import load_study
+    from .scaling.sweep import find_cell, run_cell
+
+    if not args.exp or len(args.exp) > 1 or not args.cell:
+        raise ConfigError("cell: name one study with --exp and one of its cells with --cell")
+    watch_parent()
+    study = load_study(args.exp[0], args.set)
+    study, cell = find_cell(study, args.cell, args.key)
+    dist.prepare_environment()
+    try:
+        dist.init()
+        return run_cell(study, cell)
     finally:
         dist.shutdown()
 
@@ -128,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run.py", description="English intermediate-task training (STILTs) for "
                                      "zero-shot cross-lingual transfer")
     parser.add_argument("command", nargs="?", default="run",
-                        choices=("run", "tasks", "results", "report", "sweep", "scaling"))
+                        choices=("run", "tasks", "results", "report", "sweep", "scaling", "cell"))
     parser.add_argument("--exp", action="append", default=None, metavar="NAME",
                         help="run: experiments/NAME.yaml or a path to a YAML file (default: demo); "
                              "results, report: the experiments to read (repeatable or a,b; default: all)")
@@ -144,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=0.0, metavar="H",
                         help="sweep: start no new cell after H hours (a chunk; rerun to go on); 0 = no limit")
     parser.add_argument("--limit", type=int, default=0, metavar="N", help="sweep: run at most N cells; 0 = all")
+    parser.add_argument("--backend", choices=("local", "ray"), default=None,
+                        help="sweep: run cells at once, each in its own process: local (--jobs N on this machine) "
+                             "or ray (a Ray cluster); default: one after another in this process and its ranks")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="sweep --backend local: N cells at once")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT",
+                        help="sweep --backend ray: the cluster (HOST:PORT or auto); default: start Ray on this machine")
+    parser.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # cell: what a sweep's worker runs
+    parser.add_argument("--key", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
                         help="scaling: read the study's committed rows (e.g. results/scaling) instead of the store")
     parser.add_argument("--output-dir", default=None, metavar="DIR",
@@ -152,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return {"run": cmd_run, "tasks": cmd_tasks, "results": cmd_results, "report": cmd_report,
-                "sweep": cmd_sweep, "scaling": cmd_scaling}[args.command](args)
+                "sweep": cmd_sweep, "scaling": cmd_scaling, "cell": cmd_cell}[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

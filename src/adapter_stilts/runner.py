@@ -43,6 +43,10 @@ def run_experiment(cfg: ExperimentConfig, tags: dict | None = None) -> int:
         log.error("%s", e)
         recipe.parent.set_tags({"error": str(e)[:5000]})
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, or a sweep stopping its cells: rerunning the command resumes
+        status = "KILLED"
+        log.warning("Interrupted: the run ends KILLED; rerun the same command to resume it")
+        raise
     finally:
         recipe.cleanup(status)
     return 0

@@ -82,6 +82,10 @@ def test_a_cell_runs_its_size_seed_tasks_and_budget(tmp_path):
     ({"pool": POOL, "sizes": [{"layers": -1}]}, "study.sizes\\[0\\].layers"),
     ({"pool": POOL, "sizes": [{"layers": 4, "k": [0, 12]}]}, "study.sizes\\[0\\].k: 12 is outside"),
     ({"pool": []}, "study.pool: list"),
+    ({"pool": POOL, "resources": {"cpus": 0}}, "study.resources: cpus must be > 0"),
+    ({"pool": POOL, "resources": {"gpu": 1}}, "unknown key 'study.resources.gpu'; did you mean 'study.resources.gpus'"),
+    ({"pool": POOL, "resources": {"gpus": 1, "ranks": 2}}, "study.resources.ranks: 2 ranks on 1.0 GPUs"),
+    ({"pool": POOL, "resources": {"retries": -1}}, "retries >= 0"),
 ])
 def test_a_bad_study_fails_before_compute_naming_the_field(tmp_path, study, message):
     with pytest.raises(ConfigError, match=message):

@@ -10,25 +10,15 @@ import time
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import TINY_EXPERIMENT, deep_update, mlflow_runs, run_cli, start_cli
+from conftest import mlflow_runs, run_cli, start_cli
+from scaling_helpers import write_tiny_study
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def tiny_study(tmp_path, tiny_model_dir):
-    study = deep_update(TINY_EXPERIMENT, {
-        "name": "tinystudy", "baseline": False, "model": {"name": str(tiny_model_dir)},
-        "tracking": {"output_dir": str(tmp_path / "outputs")},
-        "target": {"tasks": {"xnli": {"train_size": 64, "dev_size": 16, "test_size": 12, "languages": ["de", "sw"]}}},
-    })
-    study["intermediate"] = {"tasks": {}}
-    study["study"] = {"pool": ["anli", "sst2", "qqp"], "seeds": [7], "sizes": [{"layers": 1}], "examples": 32,
-                      "dev_size": 16, "results_dir": str(tmp_path / "results")}
-    path = tmp_path / "tinystudy.yaml"
-    path.write_text(yaml.safe_dump(study))
-    return path
+    return write_tiny_study(tmp_path, tiny_model_dir, "tinystudy")
 
 
 def _parents(tmp_path) -> dict[str, list]:

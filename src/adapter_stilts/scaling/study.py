@@ -13,6 +13,7 @@ naming the field.
       examples: 400
       strategy: multitask               # multitask | average | fusion
       untrained_control: true           # k = 0 with an untrained adapter stacked in phase 3
+      resources: {cpus: 1, gpus: 0, ranks: 1, retries: 2}   # per cell, for sweep --backend ray / local
 """
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ class SizeConfig:
 
 
 @dataclass
+class CellResources:
+    """What one cell asks of the machines it runs on (`sweep --backend ray|local`)."""
+    cpus: float = 1.0  # Ray CPUs reserved per cell
+    gpus: float = 0.0  # Ray GPUs reserved per cell
+    ranks: int = 1  # DeepSpeed ranks inside a cell (launched with the deepspeed launcher when > 1)
+    retries: int = 2  # a cell whose worker, node or process dies is started again (it resumes) this often
+
+
+@dataclass
 class StudyConfig:
     pool: list[str] = field(default_factory=list)
     k: list[int] = field(default_factory=list)  # empty: DEFAULT_K (those up to the pool's size)
@@ -61,6 +71,7 @@ class StudyConfig:
     # where the sweep writes each finished cell's rows (CSV) and per-item outcomes (Parquet), to
     # commit; the analysis reads it too. "" = results/<study name>
     results_dir: str = ""
+    resources: CellResources = field(default_factory=CellResources)
 
 
 STUDY_CHOICES = {"study.budget": ("per_task", "fixed_total"), "study.strategy": ("multitask", "average", "fusion")}
@@ -151,5 +162,11 @@ def check_study(study: StudyConfig, experiment: ExperimentConfig) -> None:
         if experiment.mode != "adapters":
             raise ConfigError(f"study: strategy {study.strategy} / untrained_control need mode: adapters "
                               f"(the experiment has mode: {experiment.mode})")
+    r = study.resources
+    if r.cpus <= 0 or r.gpus < 0 or r.ranks < 1 or r.retries < 0:
+        raise ConfigError(f"study.resources: cpus must be > 0, gpus >= 0, ranks >= 1 and retries >= 0 (got cpus "
+                          f"{r.cpus}, gpus {r.gpus}, ranks {r.ranks}, retries {r.retries})")
+    if r.gpus and r.ranks > r.gpus:
+        raise ConfigError(f"study.resources.ranks: {r.ranks} ranks on {r.gpus} GPUs; one rank per GPU")
     if experiment.intermediate.tasks:
         raise ConfigError("intermediate.tasks: a study draws its cells' tasks from study.pool; leave it empty")

@@ -15,6 +15,7 @@ import copy
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,10 @@ from .study import Study
 log = logging.getLogger(__name__)
 CELL_TAG = "study.cell"
 STUDY_TAG = "study"
+CELL_SKIPPED = 5  # a cell's exit code when another sweep finished it while this one waited for it
+# a cell's claim is refreshed every minute while it runs: one silent this long was left by a dead
+# worker or node (another host's pid cannot be checked), and a retry takes it over
+CELL_STALE_S = 10 * 60
 
 
 @dataclass
@@ -74,23 +79,31 @@ def available_pool(study: Study) -> tuple[list[str], list[str]]:
     return pool, notes
 
 
-def make_plan(study: Study, store_uri: str | None = None) -> Plan:
-    """Every cell with its config, whether it is done, and its estimated cost."""
-    from ..pipeline import resolve_bf16, validate
+def planned_cells(study: Study) -> tuple[Study, list[str], list[str], list[PlannedCell]]:
+    """(the study with bf16 resolved, the pool with data, notes, every cell with its config and key)."""
+    from ..pipeline import resolve_bf16
 
     experiment = copy.deepcopy(study.experiment)
     resolve_bf16(experiment)  # before any key: the recipe keys its invocation after this too
     study = Study(study.name, study.config, experiment, study.source_file)
     pool, notes = available_pool(study)
-    for i, size in enumerate(study.config.sizes):
-        depth = model_depth(size.model or experiment.model.name)
-        if size.layers and depth and size.layers > depth:
-            raise ConfigError(f"{study.source_file}: study.sizes[{i}].layers: {size.layers} but "
-                              f"{size.model or experiment.model.name} has {depth} layers")
     planned = []
     for cell in cells(study, pool):
         cfg = cell_config(study, cell)
         planned.append(PlannedCell(cell, cfg, config_key(cfg.to_dict())))
+    return study, pool, notes, planned
+
+
+def make_plan(study: Study, store_uri: str | None = None) -> Plan:
+    """Every cell with its config, whether it is done, and its estimated cost."""
+    from ..pipeline import validate
+
+    study, pool, notes, planned = planned_cells(study)
+    for i, size in enumerate(study.config.sizes):
+        depth = model_depth(size.model or study.experiment.model.name)
+        if size.layers and depth and size.layers > depth:
+            raise ConfigError(f"{study.source_file}: study.sizes[{i}].layers: {size.layers} but "
+                              f"{size.model or study.experiment.model.name} has {depth} layers")
     checked = set()
     for p in planned:  # every distinct kind of cell through the experiment's own checks, before any compute
         kind = (p.cell.model, p.cell.layers, p.cell.strategy)
@@ -109,6 +122,19 @@ def make_plan(study: Study, store_uri: str | None = None) -> Plan:
         p.estimate_s = costs.cell(p.config, p.cell, study)
     plan.notes += costs.notes
     return plan
+
+
+def find_cell(study: Study, cell_id: str, key: str | None = None) -> tuple[Study, PlannedCell]:
+    """(the study as planned, one of its cells by id); `key` (the planner's): the cell must still
+    resolve to it."""
+    study, _, _, planned = planned_cells(study)
+    for p in planned:
+        if p.cell.id == cell_id:
+            if key and p.key != key:
+                raise ConfigError(f"{study.source_file}: cell {cell_id} now resolves to config {p.key}, not the "
+                                  f"planned {key}: the study file or its data changed since the sweep started")
+            return study, p
+    raise ConfigError(f"{study.source_file}: no cell '{cell_id}' in this study")
 
 
 def model_depth(model: str) -> int | None:
@@ -292,15 +318,13 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: int = 0) -> int:
-    """Run the cells not done yet, in plan order; exit code 0 when every cell ran (or was done),
-    1 when a cell failed, 3 when `hours` / `limit` stopped the sweep with cells left (rerun to go on)."""
-    from tqdm.auto import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from ..runner import run_experiment
-
-    if not dry_run:
+def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: int = 0,
+              execute: Callable[[Plan], int] | None = None) -> int:
+    """Plan, export finished cells not exported yet, then run the cells not done: in this process
+    and its DeepSpeed ranks, in plan order (or by `execute(plan)`: a backend running them at once,
+    see parallel.py). Exit code 0 when every cell ran (or was done), 1 when a cell failed, 3 when
+    `hours` / `limit` stopped the sweep with cells left (rerun to go on)."""
+    if not dry_run and execute is None:  # a backend's cells start their own process groups
         dist.init()
     plan, error = None, None
     if dist.is_main():
@@ -319,7 +343,16 @@ def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: in
         for p in plan.cells:
             if p.done and not (results_dir(study) / "cells" / f"{p.cell.id}.csv").is_file():
                 export_cell(study, p.cell)
-    todo, failed, t0 = plan.todo, [], time.time()
+    if execute is not None:
+        return execute(plan)
+    return _run_inline(plan, hours, limit)
+
+
+def _run_inline(plan: Plan, hours: float, limit: int) -> int:
+    from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    study, todo, failed, t0 = plan.study, plan.todo, [], time.time()
     with logging_redirect_tqdm(), tqdm(total=len(todo), desc=f"sweep {study.name}", unit="cell",
                                        disable=not dist.is_main()) as bar:
         for i, p in enumerate(todo):
@@ -331,11 +364,8 @@ def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: in
                 return 3
             log.info("Cell %d/%d: %s (estimated %s)", i + 1, len(todo), p.cell.id,
                      f"{p.estimate_s / 60:.0f} min" if p.estimate_s is not None else "unmeasured")
-            code = run_experiment(copy.deepcopy(p.config), {STUDY_TAG: study.name, CELL_TAG: p.cell.id})
-            if code:
+            if run_cell(study, p) not in (0, CELL_SKIPPED):
                 failed.append(p.cell.id)
-            elif dist.is_main():
-                export_cell(study, p.cell)
             bar.update(1)
     if failed:
         log.error("%d cells failed: %s (their errors are above and on their MLflow runs)", len(failed),
@@ -343,6 +373,27 @@ def run_sweep(study: Study, dry_run: bool = False, hours: float = 0.0, limit: in
         return 1
     log.info("Sweep '%s' complete: %d cells run in %.1f h", study.name, len(todo), (time.time() - t0) / 3600)
     return 0
+
+
+def run_cell(study: Study, p: PlannedCell) -> int:
+    """Run one cell under its claim, so two sweeps (or a sweep and the retry of a cell whose
+    worker died) never run it at once: the second waits, then finds it finished and skips it
+    (CELL_SKIPPED); a dead holder's claim is taken over and the cell resumes from its state.
+    Exit code as run_experiment's; a finished cell's rows are exported."""
+    from ..cache import PhaseCache
+    from ..runner import run_experiment
+
+    cache = PhaseCache(Path(p.config.tracking.output_dir) / "cache")
+    with cache.claim("cells", p.key, stale_after=CELL_STALE_S):
+        client = _client(None) if dist.is_main() else None
+        done = dist.broadcast_object(bool(client) and (p.cell.id, p.key) in finished_cells(client, study))
+        if done:
+            log.info("cell %s: finished by another sweep meanwhile; skipped", p.cell.id)
+            return CELL_SKIPPED
+        code = run_experiment(copy.deepcopy(p.config), {STUDY_TAG: study.name, CELL_TAG: p.cell.id})
+        if not code and dist.is_main():
+            export_cell(study, p.cell)
+    return code
 
 
 def results_dir(study: Study) -> Path:
