@@ -124,3 +124,18 @@ def mlflow_runs(tmp_path: Path):
 
 def deepspeed_launcher(port: int) -> list[str]:
     return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(port)]
+
+
+def write_tiny_study(folder: Path, model_dir: Path, name: str, **study: object) -> Path:
+    """experiments-style study file `<folder>/<name>.yaml`; `study` changes its study section."""
+    experiment = deep_update(TINY_EXPERIMENT, {
+        "name": name, "baseline": False, "model": {"name": str(model_dir)},
+        "tracking": {"output_dir": str(folder / "outputs")},
+        "target": {"tasks": {"xnli": {"train_size": 64, "dev_size": 16, "test_size": 12, "languages": ["de", "sw"]}}},
+    })
+    experiment["intermediate"] = {"tasks": {}}
+    experiment["study"] = {"pool": ["anli", "sst2", "qqp"], "seeds": [7], "sizes": [{"layers": 1}], "examples": 32,
+                           "dev_size": 16, "results_dir": str(folder / "results"), **study}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    return path

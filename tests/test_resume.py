@@ -148,3 +148,35 @@ def test_output_folder_that_cannot_be_written(write_experiment, tmp_path):
     proc = run_cli(["--exp", str(write_experiment({"tracking": {"output_dir": str(blocker / "out")}}))], tmp_path)
     assert proc.returncode == 2
     assert "tracking.output_dir: cannot write to" in proc.stderr
+
+
+def test_an_unfinished_run_resumes_only_in_its_own_store(write_experiment, tmp_path):
+    """Killed in store A; the same command against a new store B starts afresh there (one line says
+    why, A's outputs untouched); against A again, A's run resumes."""
+    from mlflow.tracking import MlflowClient
+
+    exp = _experiment(write_experiment, tmp_path / "outputs")
+    store_a, store_b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    p = start_cli(["--exp", str(exp)], tmp_path, env={"MLFLOW_TRACKING_URI": store_a}, log=tmp_path / "a1.log")
+    _wait_for("tiny/*/target/anli/xnli.checkpoints/step00000004/complete.json", tmp_path / "outputs", p)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    (killed,) = list((tmp_path / "outputs" / "tiny").glob("*/state.json"))
+    before = killed.read_text()
+
+    in_b = run_cli(["--exp", str(exp)], tmp_path, env={"MLFLOW_TRACKING_URI": store_b})
+    assert in_b.returncode == 0, in_b.stderr[-3000:]
+    assert "Traceback" not in in_b.stderr and "Resuming" not in in_b.stderr
+    assert f"Not resuming the unfinished run in {killed.parent}" in in_b.stderr
+    assert f"(it belongs to {store_a})" in in_b.stderr
+    assert killed.read_text() == before  # the old state is left for its own store
+    runs_b = MlflowClient(store_b).search_runs([e.experiment_id for e in MlflowClient(store_b).search_experiments()])
+    assert [r.info.status for r in runs_b if r.info.run_name == "tiny"] == ["FINISHED"]
+
+    in_a = run_cli(["--exp", str(exp)], tmp_path, env={"MLFLOW_TRACKING_URI": store_a})
+    assert in_a.returncode == 0, in_a.stderr[-3000:]
+    assert f"Resuming the unfinished run in {killed.parent}" in in_a.stderr
+    client_a = MlflowClient(store_a)
+    parents = [r for r in client_a.search_runs([e.experiment_id for e in client_a.search_experiments()])
+               if r.info.run_name == "tiny"]
+    assert [r.info.status for r in parents] == ["FINISHED"]  # the killed run, resumed: no second run

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 from .config import ConfigError, load_experiment
@@ -104,10 +105,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ConfigError(f"sweep --backend {args.backend}: start it with python, not a launcher: each cell "
                               f"starts its own ranks (study.resources.ranks)")
-        from .scaling.parallel import dispatch, make_backend
+        from .scaling.parallel import dispatch, forwarded_env, make_backend
+
+        env = forwarded_env()  # the user's, before prepare_environment sets this machine's
+        interrupt_on_sigterm()  # a scheduler's preemption stops the cells as Ctrl-C does
 
         def execute(plan):  # the backend starts only once the plan is checked
-            return dispatch(plan, make_backend(args.backend, study, args.jobs, args.address), args.set,
+            return dispatch(plan, make_backend(args.backend, study, args.jobs, args.address), args.set, env,
                             args.hours, args.limit)
     elif args.jobs != 1 or args.address:
         raise ConfigError("sweep: --jobs and --address need --backend local or --backend ray")
@@ -120,6 +124,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         dist.shutdown()
 
 
+def interrupt_on_sigterm() -> None:
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def cmd_cell(args: argparse.Namespace) -> int:
     """One cell of a study, as a sweep's worker starts it: `cell --exp scaling --cell ID [--key K]`."""
     from . import distributed as dist
@@ -130,6 +141,11 @@ def cmd_cell(args: argparse.Namespace) -> int:
     if not args.exp or len(args.exp) > 1 or not args.cell:
         raise ConfigError("cell: name one study with --exp and one of its cells with --cell")
     watch_parent()
+    # a Ray worker blocks and ignores SIGINT, and its children inherit that: a sweep stops a cell with
+    # SIGINT (the DeepSpeed launcher passes it on as SIGTERM), which must end its runs KILLED
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupt_on_sigterm()
     study = load_study(args.exp[0], args.set)
     study, cell = find_cell(study, args.cell, args.key)
     dist.prepare_environment()

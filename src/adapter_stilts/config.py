@@ -24,16 +24,34 @@ class ConfigError(ValueError):
     """A bad experiment file or override; the message names the field or file at fault."""
 
 
+RANGE = "range"  # a numeric field's metadata: its allowed values, checked on load
+
+
+def bounded(default: float, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:
+    """A numeric field and the range it must lie in (`ge` <= x, `gt` < x, x <= `le`, x < `lt`)."""
+    return field(default=default, metadata={RANGE: {"ge": ge, "gt": gt, "le": le, "lt": lt}})
+
+
+def check_range(value: float, limits: dict, path: str) -> None:
+    words = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    allowed = " and ".join(f"{words[k]} {v:g}" for k, v in limits.items() if v is not None)
+    ok = all(v is None or {"ge": value >= v, "gt": value > v, "le": value <= v, "lt": value < v}[k]
+             for k, v in limits.items())
+    if not ok:
+        raise ConfigError(f"{path}: {value!r} is out of range (must be {allowed})")
+
+
 @dataclass
 class ModelConfig:
     name: str = "me5-small"  # me5-small | a Hugging Face id | a local folder
-    dropout: float = 0.1  # hidden and attention dropout of the encoder
-    max_length: int = 128  # tokens per sequence (pairs are truncated longest-first)
+    dropout: float = bounded(0.1, ge=0.0, lt=1.0)  # hidden and attention dropout of the encoder
+    max_length: int = bounded(128, ge=8)  # tokens per sequence (pairs are truncated longest-first)
     classifier_pooling: str = "cls"  # sentence(-pair) heads read: cls (first token, XLM-R) | mean
     attention: str = "auto"  # auto (eager on CPUs, where it trains 1.7x faster; sdpa on GPUs) | eager | sdpa
     # keep only the first L transformer layers (0 = all): the offline stand-in for model size (me5-small
     # at 4, 8, 12 layers); a result's identity records the layers it ran with
-    layers: int = 0
+    layers: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -42,23 +60,23 @@ class DataConfig:
     local_dir: str = "../shared/data"  # relative paths are relative to the repository root
     # draws the dev and test subsets (dev_size, test_size); `seed` draws the training subset: every
     # training seed is then scored on the same examples, so a cell's spread is training variance
-    eval_seed: int = 42
+    eval_seed: int = bounded(42, ge=0)
 
 
 @dataclass
 class AdapterConfig:
     config: str = "seq_bn"  # any adapters-library config string, e.g. seq_bn, pfeiffer, lora
-    reduction_factor: int = 16
+    reduction_factor: int = bounded(16, ge=1)
 
 
 @dataclass
 class TrainingConfig:
-    batch_size: int = 32  # global batch (all ranks, after accumulation)
-    micro_batch_size: int = 0  # per rank and step; 0 = batch_size / world size
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.1
-    epochs: int = 1
+    batch_size: int = bounded(32, ge=1)  # global batch (all ranks, after accumulation)
+    micro_batch_size: int = bounded(0, ge=0)  # per rank and step; 0 = batch_size / world size
+    lr: float = bounded(1e-3, gt=0.0)
+    weight_decay: float = bounded(0.0, ge=0.0)
+    warmup_ratio: float = bounded(0.1, ge=0.0, le=1.0)
+    epochs: int = bounded(1, ge=1)
     bf16: bool = True  # bf16 autocast of the forward pass (master weights stay fp32)
     # length-grouped batches kept short adapter runs on SST-2 at chance (bench/throughput.py);
     # packing (below) removes padding without changing which examples share a batch
@@ -66,26 +84,27 @@ class TrainingConfig:
     # pack each batch's sequences into a few rows, so the encoder runs on real tokens only (same
     # examples per step, same results; models/packing.py); off for prefix / prompt tuning
     packing: bool = True
-    log_every: int = 10
-    eval_every: int = 0  # steps between English-dev evaluations; 0 = once per epoch
+    log_every: int = bounded(10, ge=1)
+    eval_every: int = bounded(0, ge=0)  # steps between English-dev evaluations; 0 = once per epoch
     deepspeed: str = "zero2"  # a file in ds_configs/ (name or path)
-    checkpoint_every: int = 50  # steps between DeepSpeed checkpoints (one is always saved at a phase's end)
-    keep_checkpoints: int = 2  # the newest K are kept
+    # steps between DeepSpeed checkpoints (one is always saved at a phase's end)
+    checkpoint_every: int = bounded(50, ge=1)
+    keep_checkpoints: int = bounded(2, ge=1)  # the newest K are kept
 
 
 @dataclass
 class TaskSettings:
     """Per-task sizes, languages and optimisation overrides (0 / empty = task default)."""
 
-    train_size: int = 0  # 0 = the whole split
-    dev_size: int = 0
-    test_size: int = 0
+    train_size: int = bounded(0, ge=0)  # 0 = the whole split
+    dev_size: int = bounded(0, ge=0)
+    test_size: int = bounded(0, ge=0)
     # target test languages; empty = the benchmark's list (those available), [all] = every language
     # with data (offline: every language whose files are present)
     languages: list[str] = field(default_factory=list)
-    epochs: int = 0
-    lr: float = 0.0
-    max_length: int = 0  # tokens per sequence for this task; 0 = model.max_length (QA wants ~384)
+    epochs: int = bounded(0, ge=0)
+    lr: float = bounded(0.0, ge=0.0)
+    max_length: int = bounded(0, ge=0)  # tokens per sequence for this task; 0 = model.max_length (QA wants ~384)
 
 
 @dataclass
@@ -99,20 +118,21 @@ class IntermediateConfig:
     #   untrained  no tasks: an adapter of the same shape, never trained, stacked in phase 3 (a control)
     strategy: str = "each"
     sampler: str = "proportional"  # multitask: proportional | capped | temperature | uniform
-    sampler_cap: int = 20000  # capped: p_i ~ min(n_i, cap)
-    sampler_temperature: float = 2.0  # temperature: p_i ~ n_i^(1/T)
+    sampler_cap: int = bounded(20000, ge=1)  # capped: p_i ~ min(n_i, cap)
+    sampler_temperature: float = bounded(2.0, gt=0.0)  # temperature: p_i ~ n_i^(1/T)
     name: str = ""  # the setup's name for multitask/fusion/average; default: <strategy><number of tasks>
     frozen_in_target: bool = True  # False: phase 3 also trains the intermediate adapter
     skip_missing: bool = False  # leave out (with a warning) intermediate tasks whose data is missing
-    mlm_ratio: float = 0.0  # multitask with the `mlm` task: the share of steps that are MLM batches (0 = sampler)
+    # multitask with the `mlm` task: the share of steps that are MLM batches (0 = sampler)
+    mlm_ratio: float = bounded(0.0, ge=0.0, lt=1.0)
     # the intermediate phase's learning rate (0 = training.lr; a task's own lr wins in a single-task
     # phase). Multi-task adapters collapse at rates short single-task runs take: on me5-small with
     # 3e-3 the multitask7 adapter mapped every sentence to one vector (cosine 0.99999), 1e-3 did not.
-    lr: float = 0.0
+    lr: float = bounded(0.0, ge=0.0)
     # fusion: phase 3's learning rate for the AdapterFusion layers (the target's head keeps the
     # target's lr; 0 = the target's lr too). The default is the AdapterFusion paper's, for runs of
     # many epochs; short runs need more (baseline.yaml: 1e-3, from a probe).
-    fusion_lr: float = 5.0e-5
+    fusion_lr: float = bounded(5.0e-5, ge=0.0)
     # reuse instead of training: a local adapter folder, runs:/<run id>/<artifact path>, the name of
     # an earlier MLflow run, or a Hugging Face Hub / AdapterHub id (loaded by the adapters library)
     adapter: str = ""
@@ -127,8 +147,8 @@ class TargetConfig:
 @dataclass
 class RetrievalConfig:
     pooling: str = "mean"  # mean | cls
-    layer: int = -1  # hidden_states index (0 = embeddings); -1 = the paper's relative depth 14/24
-    batch_size: int = 128
+    layer: int = bounded(-1, ge=-1)  # hidden_states index (0 = embeddings); -1 = the paper's relative depth 14/24
+    batch_size: int = bounded(128, ge=1)
 
 
 @dataclass
@@ -148,7 +168,7 @@ class TrackingConfig:
 @dataclass
 class ExperimentConfig:
     name: str = "unnamed"
-    seed: int = 42
+    seed: int = bounded(42, ge=0)
     mode: str = "adapters"  # adapters (frozen encoder) | full (full fine-tuning, classic STILTs)
     baseline: bool = True  # also run every target task without the intermediate phase
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -232,7 +252,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
 
 def build_section(cls: type, values: dict, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "source_file"]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source_file"}
+    names = list(fields)
     kwargs = {}
     for key, value in values.items():
         path = f"{prefix}.{key}" if prefix else str(key)
@@ -242,6 +263,8 @@ def build_section(cls: type, values: dict, prefix: str) -> Any:
                     else f"; valid keys: {', '.join(names)}")
             raise ConfigError(f"unknown key '{path}'{hint}")
         kwargs[key] = _coerce(value, hints[key], path)
+        if RANGE in fields[key].metadata:
+            check_range(kwargs[key], fields[key].metadata[RANGE], path)
         allowed = CHOICES.get(path)
         if allowed and kwargs[key] not in allowed:
             raise ConfigError(f"{path}: '{kwargs[key]}' is not one of {', '.join(allowed)}")

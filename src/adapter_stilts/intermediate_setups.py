@@ -50,14 +50,6 @@ def check_strategy(cfg: ExperimentConfig) -> None:
                           f"runs and metrics)")
     if ic.name in (NO_INTERMEDIATE, UNTRAINED) or ic.name in cfg.target.tasks:
         raise ConfigError(f"intermediate.name: '{ic.name}' is taken (the baseline row or a target task)")
-    if not 0 <= ic.mlm_ratio < 1:
-        raise ConfigError("intermediate.mlm_ratio: must be in [0, 1)")
     if ic.mlm_ratio and (MLM_TASK not in ic.tasks or ic.strategy != "multitask"):
         raise ConfigError(f"intermediate.mlm_ratio: needs strategy multitask and the '{MLM_TASK}' task among "
                           f"intermediate.tasks")
-    if ic.lr < 0:
-        raise ConfigError("intermediate.lr: must be >= 0 (0 = training.lr)")
-    if ic.fusion_lr < 0:
-        raise ConfigError("intermediate.fusion_lr: must be >= 0 (0 = the target's lr)")
-    if ic.sampler_temperature <= 0:
-        raise ConfigError("intermediate.sampler_temperature: must be > 0")

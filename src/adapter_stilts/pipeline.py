@@ -37,6 +37,7 @@ from .identity import ResultIdentity
 from .integrity import write_manifest
 from .intermediate_setups import MLM_TASK, NO_INTERMEDIATE, UNTRAINED, Setup, check_strategy, intermediate_setups
 from .models.loading import (
+    adapter_config,
     check_max_length,
     check_model_name,
     count_parameters,
@@ -55,7 +56,7 @@ from .models.phase_models import (
     trained_model,
     untrained_adapter,
 )
-from .models.reuse import fetch_adapter
+from .models.reuse import check_adapter_spec, fetch_adapter
 from .results_table import ResultsError
 from .resume import RunState, config_key
 from .summary import log_summary
@@ -109,8 +110,14 @@ def validate(cfg: ExperimentConfig) -> None:
     load_ds_config(cfg.training.deepspeed)
     batch_layout(cfg.training, dist.world_size())
     check_model_name(cfg.model.name)
-    if cfg.model.layers < 0:
-        raise ConfigError(f"model.layers: {cfg.model.layers} must be >= 0 (0 = every layer of the model)")
+    if cfg.intermediate.adapter:
+        check_adapter_spec(cfg.intermediate.adapter)
+    if cfg.mode == "adapters":
+        try:
+            adapter_config(cfg.adapter)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ConfigError(f"adapter.config: '{cfg.adapter.config}' is not an adapters-library config "
+                              f"({str(e).splitlines()[0]})") from None
     check_writable(Path(cfg.tracking.output_dir))
 
 
@@ -125,13 +132,15 @@ def resolve_bf16(cfg: ExperimentConfig) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"tracking.output_dir: cannot write to {folder} ({e.strerror or e})") from None
+    """The output folder can be created and written to; checked on its nearest existing ancestor,
+    so a run refused later on creates nothing."""
+    existing = folder.resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"tracking.output_dir: cannot write to {folder} ({existing} is a file, not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"tracking.output_dir: cannot write to {folder} ({existing} is not writable)")
 
 
 class StiltsRecipe:
@@ -189,7 +198,13 @@ class StiltsRecipe:
         """Continue the unfinished invocation of this same config, or start a new one."""
         cfg, root = self.cfg, Path(self.cfg.tracking.output_dir) / self.cfg.name
         key = config_key(cfg.to_dict())
-        state = RunState.find_unfinished(root, key) if cfg.tracking.resume and dist.is_main() else None
+        state, elsewhere = None, []
+        if cfg.tracking.resume and dist.is_main():
+            state, elsewhere = RunState.find_unfinished(root, key, self.tracker.uri, self.tracker.has_run)
+            for other in elsewhere[:1]:  # the newest one says why; older ones are older attempts of the same
+                log.warning("Not resuming the unfinished run in %s: its MLflow run %s is not in the store %s (it "
+                            "belongs to %s); starting afresh, the old outputs are left as they are",
+                            other.folder, other.parent_run_id, self.tracker.uri, other.tracking_uri or "another store")
         state = dist.broadcast_object(state)  # every rank resumes the same invocation
         tags = {"experiment": cfg.name, "mode": cfg.mode, "seed": cfg.seed, "model": cfg.model.name,
                 "data_source": self.source.kind, "config_key": key, **self.extra_tags}
@@ -199,7 +214,8 @@ class StiltsRecipe:
         else:
             self.parent = self.tracker.start(cfg.name, tags=tags)
             name = f"{time.strftime('%Y%m%d-%H%M%S')}-{(self.parent.run_id or '')[:8]}"
-            state = RunState(root / dist.broadcast_object(name), key, self.parent.run_id)
+            state = RunState(root / dist.broadcast_object(name), key, self.parent.run_id,
+                             tracking_uri=self.tracker.uri or "")
             if dist.is_main():
                 state.folder.mkdir(parents=True, exist_ok=True)
             state.save()

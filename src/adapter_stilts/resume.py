@@ -1,12 +1,15 @@
 """The progress of one experiment invocation, kept in `<output dir>/state.json`: its MLflow run ids
 and which phases and target tasks are finished (with their results). Rerunning the same command
 (same resolved config) after a crash picks up this file: finished units are skipped, the
-unfinished one resumes from its last checkpoint, and logging continues in the same MLflow runs."""
+unfinished one resumes from its last checkpoint, and logging continues in the same MLflow runs.
+The state records its MLflow store: it is resumed only where its runs exist (a run killed in one
+store, rerun against another, starts afresh there and leaves the old state for its own store)."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,19 +30,29 @@ class RunState:
     parent_run_id: str | None = None
     finished: bool = False
     units: dict[str, dict] = field(default_factory=dict)
+    tracking_uri: str = ""  # the MLflow store its runs are in ("" : written before stores were recorded)
 
     @classmethod
-    def find_unfinished(cls, root: Path, key: str) -> RunState | None:
-        """The newest unfinished invocation of the same config under `root`, if any."""
+    def find_unfinished(cls, root: Path, key: str, tracking_uri: str,
+                        run_exists: Callable[[str], bool]) -> tuple[RunState | None, list[RunState]]:
+        """(the newest unfinished invocation of the same config under `root` whose runs are in this
+        MLflow store, the newer ones that belong to another store: not resumable here)."""
+        elsewhere = []
         for path in sorted(root.glob(f"*/{STATE}"), reverse=True):
             try:
                 data = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 log.warning("Ignoring unreadable %s", path)
                 continue
-            if data.get("key") == key and not data.get("finished"):
-                return cls(path.parent, key, data.get("parent_run_id"), False, data.get("units", {}))
-        return None
+            if data.get("key") != key or data.get("finished"):
+                continue
+            state = cls(path.parent, key, data.get("parent_run_id"), False, data.get("units", {}),
+                        data.get("tracking_uri", ""))
+            same_store = state.tracking_uri in ("", tracking_uri)
+            if same_store and state.parent_run_id and run_exists(state.parent_run_id):
+                return state, elsewhere
+            elsewhere.append(state)
+        return None, elsewhere
 
     def done(self, unit: str) -> dict | None:
         record = self.units.get(unit)
@@ -55,7 +68,8 @@ class RunState:
     def save(self) -> None:
         if not dist.is_main():
             return
-        data = {"key": self.key, "parent_run_id": self.parent_run_id, "finished": self.finished, "units": self.units}
+        data = {"key": self.key, "parent_run_id": self.parent_run_id, "finished": self.finished,
+                "tracking_uri": self.tracking_uri, "units": self.units}
         tmp = self.folder / (STATE + ".tmp")
         tmp.write_text(json.dumps(data, indent=1))
         tmp.replace(self.folder / STATE)  # atomic: a kill never leaves half a state file

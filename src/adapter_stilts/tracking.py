@@ -120,12 +120,13 @@ class Tracker:
     def __init__(self, experiment: str):
         self.client = None
         self.experiment_id = None
+        self.uri: str | None = None
         if not dist.is_main():
             return
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        uri = tracking_uri()
+        uri = self.uri = tracking_uri()
         mlflow.set_tracking_uri(uri)
         with _store_lock(uri):  # two invocations must not create the SQLite schema at the same time
             self.client = MlflowClient(uri)
@@ -139,6 +140,16 @@ class Tracker:
             location = (db.parent / "artifacts").resolve().as_uri() if db else None
             return retry_if_locked(self.client.create_experiment, experiment, artifact_location=location)
         return exp.experiment_id
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether the run exists in this store, in this tracker's experiment (a deleted one does not)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = retry_if_locked(self.client.get_run, run_id)
+        except MlflowException:
+            return False
+        return run.info.experiment_id == self.experiment_id and run.info.lifecycle_stage == "active"
 
     def start(self, name: str, parent: RunHandle | None = None, tags: dict[str, Any] | None = None,
               run_id: str | None = None) -> RunHandle:

@@ -15,8 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, start_cli
-from scaling_helpers import write_tiny_study
+from conftest import run_cli, start_cli, write_tiny_study
 
 from adapter_stilts.distributed import free_port
 
@@ -203,4 +202,25 @@ def test_a_local_sweep_stops_cleanly_on_ctrl_c_and_two_sweeps_at_once_run_each_c
     logs = [(tmp_path / f"sweep{i}.log").read_text() for i in range(2)]
     finished = sum(log.count(" finished on ") for log in logs)
     skipped = sum(log.count(" was finished by another sweep ") for log in logs)
-    assert finished == 4 and skipped <= 4, logs  # a cell both sweeps started ran in one, the other skipped it
+    assert finished == 4, logs  # every cell ran in one sweep; a cell both started was skipped by the other
+    assert finished + skipped <= 8, logs
+
+
+def test_one_cell_started_twice_at_once_runs_once(tmp_path, tiny_model_dir):
+    """The claim, then the store check inside it: the second copy waits, finds the cell FINISHED and
+    exits CELL_SKIPPED; one parent run in the store."""
+    from conftest import mlflow_runs
+
+    from adapter_stilts.scaling.study import load_study
+    from adapter_stilts.scaling.sweep import CELL_SKIPPED, planned_cells
+
+    study_file = write_tiny_study(tmp_path, tiny_model_dir, "tinyonce", untrained_control=False)
+    _, _, _, planned = planned_cells(load_study(str(study_file)))
+    p = next(c for c in planned if c.cell.k == 1)
+    args = ["cell", "--exp", str(study_file), "--cell", p.cell.id, "--key", p.spec_key]
+    procs = [start_cli(args, tmp_path, log=tmp_path / f"cell{i}.log") for i in range(2)]
+    codes = sorted(proc.wait(timeout=600) for proc in procs)
+    assert codes == [0, CELL_SKIPPED], [(tmp_path / f"cell{i}.log").read_text()[-3000:] for i in range(2)]
+    _, runs = mlflow_runs(tmp_path)
+    assert [r.info.status for r in runs if r.data.tags.get("study.cell") == p.cell.id] == ["FINISHED"]
+    assert len([r for r in runs if r.data.tags.get("phase") == "intermediate"]) == 1

@@ -10,8 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import mlflow_runs, run_cli, start_cli
-from scaling_helpers import write_tiny_study
+from conftest import mlflow_runs, run_cli, start_cli, write_tiny_study
 
 pytestmark = pytest.mark.integration
 

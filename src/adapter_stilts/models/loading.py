@@ -34,22 +34,67 @@ def _silence_tokenizer_warning() -> None:
         logging.getLogger(name).addFilter(_SpuriousRegexWarning())
 
 
+# names a user most likely meant, for a hint after a typo
+KNOWN_MODELS = ("me5-small", "intfloat/multilingual-e5-small", "xlm-roberta-base", "xlm-roberta-large",
+                "FacebookAI/xlm-roberta-base", "FacebookAI/xlm-roberta-large", "facebook/xlm-roberta-xl",
+                "facebook/xlm-roberta-xxl", "bert-base-multilingual-cased")
+
+
+def _nearest(name: str) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, KNOWN_MODELS, n=1, cutoff=0.6)
+    return f"; did you mean '{near[0]}'?" if near else ""
+
+
 def check_model_name(name: str) -> None:
-    """Fail early on a name that cannot be a model (called before any compute)."""
+    """Fail early, in one line, on a name that cannot be a model (called before any compute): a
+    missing folder, a folder without a model, a Hub id not cached offline or unknown to the Hub."""
     from .me5_small import ME5_NAME
 
-    if name == ME5_NAME or Path(name).is_dir():
+    if name == ME5_NAME:
+        return
+    if Path(name).is_dir():
+        if not (Path(name) / "config.json").is_file():
+            raise ModelError(f"model.name: folder '{name}' is not a model (no config.json in it)")
         return
     if name.startswith((".", "/", "~")):
         raise ModelError(f"model.name: local folder '{name}' does not exist")
     if not HUB_ID.match(name):
-        raise ModelError(f"model.name: '{name}' is neither '{ME5_NAME}', an existing folder, nor a Hub id (org/name)")
+        raise ModelError(f"model.name: '{name}' is neither '{ME5_NAME}', an existing folder, nor a Hub id "
+                         f"(org/name){_nearest(name)}")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         from huggingface_hub import try_to_load_from_cache
 
         if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-            raise ModelError(f"model.name: '{name}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; "
-                             f"use '{ME5_NAME}' or a local folder")
+            raise ModelError(f"model.name: '{name}' is not in the local Hugging Face cache and cannot be fetched "
+                             f"offline (HF_HUB_OFFLINE=1){_nearest(name)}; use '{ME5_NAME}' or a local folder")
+        return
+    try:
+        from huggingface_hub import model_info
+
+        model_info(name)
+    except Exception as e:  # the Hub's answer, or no answer
+        if (error := hub_model_error(name, e)) is not None:
+            raise error from None
+        log.warning("model.name: could not ask the Hugging Face Hub about '%s' (%s); trying to load it",
+                    name, str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def hub_model_error(name: str, error: Exception) -> ModelError | None:
+    """The one line for the Hub's answer about a model id, or None when the Hub gave none (offline,
+    a timeout: loading will tell)."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(error, GatedRepoError):
+        return ModelError(f"model.name: '{name}' is gated on the Hugging Face Hub: accept its terms and log in "
+                          f"(huggingface-cli login)")
+    if isinstance(error, RepositoryNotFoundError):
+        return ModelError(f"model.name: '{name}' does not exist on the Hugging Face Hub (or is private)"
+                          f"{_nearest(name)}")
+    if isinstance(error, RevisionNotFoundError):
+        return ModelError(f"model.name: '{name}': revision not found on the Hugging Face Hub")
+    return None
 
 
 def resolve_model(name: str, layers: int = 0) -> str:

@@ -55,6 +55,16 @@ def _from_mlflow(spec: str, tmp: Path) -> Path:
     return Path(client.download_artifacts(run.info.run_id, "model", str(tmp)))
 
 
+def check_adapter_spec(spec: str) -> None:
+    """Before any run: a local adapter folder exists and holds an adapter (an MLflow run or a Hub
+    id is checked when fetched: the store and the Hub are not opened before the run starts)."""
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        _adapter_inside(local, spec)
+    elif spec.startswith((".", "/", "~")):
+        raise ModelError(f"intermediate.adapter: local folder '{spec}' does not exist")
+
+
 def fetch_adapter(spec: str, base: str, out: Path, name: str) -> PhaseArtifact:
     """Copy the adapter `spec` into `out/adapter` (rank 0), checked against the model; every rank
     gets the same artifact."""

@@ -72,8 +72,11 @@ def cell_command(job: CellJob) -> list[str]:
             *(a for o in job.overrides for a in ("--set", o))]
     if job.ranks > 1:
         launcher = Path(sys.executable).with_name("deepspeed")
-        return [str(launcher if launcher.exists() else shutil.which("deepspeed") or "deepspeed"),
-                "--num_gpus", str(job.ranks), "--master_port", str(free_port()), "--module", "adapter_stilts", *args]
+        # the GPUs Ray gave this task: --num_gpus would drop CUDA_VISIBLE_DEVICES and take GPUs 0..N-1
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        devices = ["--include", f"localhost:{visible}"] if visible else ["--num_gpus", str(job.ranks)]
+        return [str(launcher if launcher.exists() else shutil.which("deepspeed") or "deepspeed"), *devices,
+                "--master_port", str(free_port()), "--module", "adapter_stilts", *args]
     return [sys.executable, "-m", "adapter_stilts", *args]
 
 
@@ -100,11 +103,11 @@ def launch_cell(job: CellJob) -> CellOutcome:
             while proc.poll() is None:
                 if _stop.is_set() and not interrupted:
                     interrupted = True
-                    proc.send_signal(signal.SIGINT)
+                    os.killpg(proc.pid, signal.SIGINT)  # the group: a launcher's ranks too
                 time.sleep(0.5)
         except KeyboardInterrupt:  # ray.cancel
             interrupted = True
-            proc.send_signal(signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGINT)
         finally:
             if proc.poll() is None:
                 try:
@@ -115,8 +118,9 @@ def launch_cell(job: CellJob) -> CellOutcome:
     code, seconds = proc.returncode, time.time() - t0
     if interrupted:
         return CellOutcome(job.cell, INTERRUPTED, socket.gethostname(), seconds, "interrupted")
-    if code < 0:
-        raise CellKilled(f"cell {job.cell}: its process was killed by signal {-code} on {socket.gethostname()}")
+    if code < 0 or code > 128:  # > 128: the DeepSpeed launcher reports a rank killed by signal N as 128 + N
+        signum = -code if code < 0 else code - 128
+        raise CellKilled(f"cell {job.cell}: its process was killed by signal {signum} on {socket.gethostname()}")
     return CellOutcome(job.cell, code, socket.gethostname(), seconds,
                        "" if code in (0, CELL_SKIPPED) else _last_error(job.log_file))
 
@@ -179,7 +183,7 @@ class LocalBackend:
                 outcome = launch_cell(job)
                 return CellOutcome(**{**outcome.__dict__, "attempts": attempt})
             except CellKilled as e:
-                if attempt > self.retries:
+                if attempt > self.retries or _stop.is_set():
                     raise
                 log.warning("%s; starting it again (attempt %d of %d)", e, attempt + 1, self.retries + 1)
 
@@ -264,13 +268,19 @@ class Progress:
                 + (f", skipped {len(self.skipped)} (finished by another sweep)" if self.skipped else ""))
 
 
-def make_job(study: Study, overrides: list[str], p: PlannedCell) -> CellJob:
+def forwarded_env() -> dict[str, str]:
+    """The user's settings a cell process needs (taken before this process sets its own, e.g. a
+    CPU driver's DS_ACCELERATOR=cpu, which a GPU worker must not get)."""
     from ..tracking import tracking_uri
 
     env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV)}
     env["MLFLOW_TRACKING_URI"] = tracking_uri()  # the default store resolved here: every worker logs to the same
+    return env
+
+
+def make_job(study: Study, overrides: list[str], p: PlannedCell, env: dict[str, str]) -> CellJob:
     logs = Path(p.config.tracking.output_dir).resolve() / f"{study.name}-logs"
-    return CellJob(p.cell.id, p.key, str(Path(study.source_file).resolve()), tuple(overrides), os.getcwd(),
+    return CellJob(p.cell.id, p.spec_key, str(Path(study.source_file).resolve()), tuple(overrides), os.getcwd(),
                    tuple(sorted(env.items())), study.config.resources.ranks, str(logs / f"{p.cell.id}.log"))
 
 
@@ -285,7 +295,8 @@ def _pick(queue: collections.deque, cache) -> PlannedCell:
     return queue.popleft()
 
 
-def dispatch(plan: Plan, backend, overrides: list[str], hours: float = 0.0, limit: int = 0) -> int:
+def dispatch(plan: Plan, backend, overrides: list[str], env: dict[str, str], hours: float = 0.0,
+             limit: int = 0) -> int:
     """Start the plan's cells on the backend, as many at once as it has room for; show progress;
     at the end list failures with their reasons. Exit code: 0 all ran, 1 a cell failed, 3 stopped
     by --hours/--limit with cells left, 130 interrupted (Ctrl-C: running cells stop cleanly)."""
@@ -314,7 +325,7 @@ def dispatch(plan: Plan, backend, overrides: list[str], hours: float = 0.0, limi
                              (time.time() - t0) / 3600, started, len(queue))
                 while queue and not stopped and len(progress.running) < backend.slots():
                     p = _pick(queue, cache)
-                    progress.running[backend.submit(make_job(study, overrides, p))] = p
+                    progress.running[backend.submit(make_job(study, overrides, p, env))] = p
                     started += 1
                     log.info("cell %s started (%s)", p.cell.id, progress.line(len(queue)))
                 if stopped and not progress.running:
@@ -328,13 +339,17 @@ def dispatch(plan: Plan, backend, overrides: list[str], hours: float = 0.0, limi
                              outcome.seconds / 60, progress.line(len(queue)))
                     bar.update(1)
                 bar.set_postfix_str(progress.line(len(queue)), refresh=True)
-        except KeyboardInterrupt:
-            log.warning("Interrupted: stopping %d running cells (they resume on the next sweep)",
+        except BaseException as e:  # Ctrl-C (SIGTERM too, see cli), or an error here: stop the running cells
+            log.warning("%s: stopping %d running cells (they resume on the next sweep)",
+                        "Interrupted" if isinstance(e, KeyboardInterrupt) else f"Sweep error {e!r}",
                         len(progress.running))
             backend.cancel(list(progress.running))
             for handle, p in list(progress.running.items()):
-                progress.failed.append(_outcome(backend, handle, p, wait=150))
-            return INTERRUPTED
+                outcome = _outcome(backend, handle, p, wait=150)
+                log.warning("cell %s %s", p.cell.id, _verb(outcome.code))
+            if isinstance(e, KeyboardInterrupt):
+                return INTERRUPTED
+            raise
         finally:
             backend.close()
     for o in progress.failed:

@@ -40,6 +40,9 @@ class PlannedCell:
     cell: Cell
     config: ExperimentConfig
     key: str  # the resolved config's key: a cell is done only under the same settings
+    # the key before this machine's hardware was resolved (training.bf16): what a worker on other
+    # hardware checks the study file against
+    spec_key: str = ""
     done: bool = False
     estimate_s: float | None = None
 
@@ -85,13 +88,14 @@ def planned_cells(study: Study) -> tuple[Study, list[str], list[str], list[Plann
 
     experiment = copy.deepcopy(study.experiment)
     resolve_bf16(experiment)  # before any key: the recipe keys its invocation after this too
-    study = Study(study.name, study.config, experiment, study.source_file)
-    pool, notes = available_pool(study)
+    resolved = Study(study.name, study.config, experiment, study.source_file)
+    pool, notes = available_pool(resolved)
     planned = []
-    for cell in cells(study, pool):
-        cfg = cell_config(study, cell)
-        planned.append(PlannedCell(cell, cfg, config_key(cfg.to_dict())))
-    return study, pool, notes, planned
+    for cell in cells(resolved, pool):
+        cfg = cell_config(resolved, cell)
+        planned.append(PlannedCell(cell, cfg, config_key(cfg.to_dict()),
+                                   config_key(cell_config(study, cell).to_dict())))
+    return resolved, pool, notes, planned
 
 
 def make_plan(study: Study, store_uri: str | None = None) -> Plan:
@@ -125,12 +129,12 @@ def make_plan(study: Study, store_uri: str | None = None) -> Plan:
 
 
 def find_cell(study: Study, cell_id: str, key: str | None = None) -> tuple[Study, PlannedCell]:
-    """(the study as planned, one of its cells by id); `key` (the planner's): the cell must still
-    resolve to it."""
+    """(the study as planned here, one of its cells by id); `key` (the planner's spec_key): the
+    study file must still give the cell that config (this machine's hardware may differ)."""
     study, _, _, planned = planned_cells(study)
     for p in planned:
         if p.cell.id == cell_id:
-            if key and p.key != key:
+            if key and p.spec_key != key:
                 raise ConfigError(f"{study.source_file}: cell {cell_id} now resolves to config {p.key}, not the "
                                   f"planned {key}: the study file or its data changed since the sweep started")
             return study, p
@@ -385,8 +389,16 @@ def run_cell(study: Study, p: PlannedCell) -> int:
 
     cache = PhaseCache(Path(p.config.tracking.output_dir) / "cache")
     with cache.claim("cells", p.key, stale_after=CELL_STALE_S):
-        client = _client(None) if dist.is_main() else None
-        done = dist.broadcast_object(bool(client) and (p.cell.id, p.key) in finished_cells(client, study))
+        done, error = False, None
+        if dist.is_main():
+            try:
+                client = _client(None)
+                done = bool(client) and (p.cell.id, p.key) in finished_cells(client, study)
+            except Exception as e:  # every rank raises, none is left waiting in a collective
+                error = f"cell {p.cell.id}: cannot read the MLflow store: {type(e).__name__}: {e}"
+        done, error = dist.broadcast_object((done, error))
+        if error:
+            raise RuntimeError(error)
         if done:
             log.info("cell %s: finished by another sweep meanwhile; skipped", p.cell.id)
             return CELL_SKIPPED

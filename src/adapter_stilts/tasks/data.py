@@ -109,10 +109,17 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
             raise DataError(f"{task.name}: the {split} split for '{lang}' is empty ({source.describe()})")
         return examples
 
+    def sized(split: str, size: int, draw_seed: int) -> list[dict]:
+        examples = load(split, task.train_language)
+        if size > len(examples):  # a test split may be smaller in some languages: all of it is scored
+            raise DataError(f"{role}.tasks.{task.name}.{split}_size: {size} is more than the {len(examples)} "
+                            f"examples of its {split} split ({source.describe()}); 0 = the whole split")
+        return subset(examples, size, draw_seed)
+
     data = TaskData(task)
     if task.trains:
-        data.train = subset(load("train", task.train_language), settings.train_size, seed)
-        data.dev = subset(load("dev", task.train_language), settings.dev_size, eval_seed)
+        data.train = sized("train", settings.train_size, seed)
+        data.dev = sized("dev", settings.dev_size, eval_seed)
         data.task = bind_labels(task, data.train)
     if role == "target":
         for lang in test_languages(task, settings, source, benchmark):

@@ -101,7 +101,10 @@ def full_phase_disk_need(weights_bytes: int, keep: int) -> int:
 def warn_if_low_disk(folder: Path, need: int) -> bool:
     """Warn (True) when `folder`'s disk has less than `need` bytes free: a full disk fails a phase
     midway (resumable, but hours later on a cluster)."""
-    free = shutil.disk_usage(folder).free
+    existing = folder.resolve()
+    while not existing.exists() and existing != existing.parent:  # not created until the run starts
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
     if free >= need:
         return False
     log.warning("tracking.output_dir: %.1f GB free on %s, but one full-mode phase of this model writes up to "
