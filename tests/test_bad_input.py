@@ -167,3 +167,23 @@ def test_every_bad_value_of_every_study_field_is_refused_before_any_run(tmp_path
             tried += 1
     print(f"study schema: {len(fields)} fields, {tried} bad values tried; refused: {tried - len(problems)}")
     assert not problems, "\n".join(problems)
+
+
+def test_a_bad_data_file_is_named_by_file_and_line_before_any_run(tmp_path, tiny_model_dir, capsys, caplog):
+    """Found at load time, before the MLflow run: here an empty line in a Tatoeba file (each reader's
+    own errors are tested in tests/tasks)."""
+    folder = tmp_path / "data" / "tatoeba"
+    folder.mkdir(parents=True)
+    (folder / "tatoeba.deu-eng.deu").write_text("Hallo.\n\nDanke.\n", encoding="utf-8")
+    (folder / "tatoeba.deu-eng.eng").write_text("Hello.\nYes.\nThanks.\n", encoding="utf-8")
+    exp = deep_update(TINY_EXPERIMENT, {"model": {"name": str(tiny_model_dir)}, "baseline": False,
+                                        "data": {"local_dir": str(tmp_path / "data")},
+                                        "tracking": {"output_dir": str(tmp_path / "outputs")}})
+    exp["intermediate"] = {"tasks": {}}
+    exp["target"] = {"tasks": {"tatoeba": {"languages": ["de"]}}}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    problems: list[str] = []
+    _check(["--exp", str(path)], [f"{folder / 'tatoeba.deu-eng.deu'}:2: empty sentence"], tmp_path, capsys, caplog,
+           problems)
+    assert not problems, problems

@@ -23,7 +23,7 @@ def _check(proc):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
 
 
-def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path, tiny_model_dir):
+def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path, tiny_model_dir, data_dir):
     _check(run_cli(["--exp", str(write_experiment())], tmp_path))
     client, runs = _runs(tmp_path)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -51,6 +51,19 @@ def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path, tiny_mode
     # XTREME layout: one tag per line, a blank line closing each of the 6 sentences
     lines = (tagging / "udpos" / "test-fr.tsv").read_text().split("\n")
     assert lines.count("") == 6 + 1 and all(t in UPOS for t in lines if t)
+    # submission-ready: the sidecar lines each prediction up with the gold of the whole test file, and
+    # XTREME's own formulas (evaluate.py: accuracy; seqeval's f1 over tag lines) give what was logged
+    from seqeval.metrics import f1_score
+
+    positions = [int(i) for i in (art / "predictions" / "xnli" / "test-de.positions").read_text().split()]
+    gold = [get_task("xnli").load_local(data_dir, "test", "de")[i]["label"] for i in positions]
+    assert len(positions) == 12 and len(set(positions)) == 12
+    assert sum(p == g for p, g in zip(preds, gold)) / len(gold) == pytest.approx(xnli.data.metrics["test/de/accuracy"])
+    positions = [int(i) for i in (tagging / "udpos" / "test-fr.positions").read_text().split()]
+    gold_tags = [get_task("udpos").load_local(data_dir, "test", "fr")[i]["tags"] for i in positions]
+    pred_tags = [s.split("\n") for s in (tagging / "udpos" / "test-fr.tsv").read_text().strip("\n").split("\n\n")]
+    assert f1_score(gold_tags, pred_tags) == pytest.approx(
+        children["target/udpos/anli"].data.metrics["test/fr/f1"], abs=1e-9)
 
     # the result's identity, as data (id.* tags): the display name is derived, never the key
     ident = ResultIdentity.from_tags(xnli.data.tags)
@@ -90,6 +103,11 @@ def test_adapters_pipeline_lands_in_mlflow(write_experiment, tmp_path, tiny_mode
 
     summary = Path(client.download_artifacts(parent.info.run_id, "summary", str(tmp_path / "dl4")))
     assert {"results.csv", "summary.md", "zero_shot_by_language.png"} <= {p.name for p in summary.iterdir()}
+    # the MLflow UI: our experiments open on the runs (not the GenAI pages); the run page shows the table
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    description = client.get_run(parent.info.run_id).data.tags["mlflow.note.content"]
+    assert (summary / "summary.md").read_text() in description
 
 
 def test_full_finetuning_runs_through_the_same_pipeline(write_experiment, tmp_path):

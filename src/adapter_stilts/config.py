@@ -87,8 +87,8 @@ class TrainingConfig:
     log_every: int = bounded(10, ge=1)
     eval_every: int = bounded(0, ge=0)  # steps between English-dev evaluations; 0 = once per epoch
     deepspeed: str = "zero2"  # a file in ds_configs/ (name or path)
-    # steps between DeepSpeed checkpoints (one is always saved at a phase's end)
-    checkpoint_every: int = bounded(50, ge=1)
+    # steps between DeepSpeed checkpoints (one is always saved at a phase's end; 0 = only there)
+    checkpoint_every: int = bounded(50, ge=0)
     keep_checkpoints: int = bounded(2, ge=1)  # the newest K are kept
 
 

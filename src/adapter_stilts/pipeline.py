@@ -374,7 +374,8 @@ class StiltsRecipe:
             feats, data = self.features[task.name]["test"], self.data[task.name].test
             mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
             per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
-                                                   self.cfg.training.bf16, out / "predictions"))
+                                                   self.cfg.training.bf16, out / "predictions",
+                                                   positions=self.data[task.name].test_positions))
             self._record(run, task, setup, per_lang)
             outcomes = self._log_outcomes(run, task, per_lang, out)
             if self.cfg.mode == "adapters" or self.cfg.tracking.log_full_target_models:

@@ -298,6 +298,7 @@ def build_report(experiments: list[str] | None, output: Path, seeds: list[str] |
     try:
         for p in paths.values():
             run.log_artifacts(p)
+        run.describe(f"Report over {', '.join(results.experiments)}: gains with 95% intervals\n\n{table.markdown()}")
         status = "FINISHED"
     finally:
         run.end(status)

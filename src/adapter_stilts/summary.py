@@ -99,10 +99,12 @@ def log_summary(run, experiment: str, folder: Path) -> Table | None:
     table = invocation_table(experiment, run.run_id)
     folder.mkdir(parents=True, exist_ok=True)
     write_table(table.results.frame, folder / "results.csv")
-    md = by_language(table) + "\n" + table.markdown()
+    md = table.markdown() + "\n\n" + by_language(table)  # the paper's table first, then every language
     (folder / "summary.md").write_text(md)
     plot(table, folder / "zero_shot_by_language.png")
     run.log_new_metrics(summary_metrics(table))
     run.log_artifacts(folder, "summary")
+    run.describe(f"**{experiment}**: zero-shot scores per language, with and without intermediate training "
+                 f"(the paper's table; chart and CSV under the artifacts' `summary/`)\n\n{md}")
     log.info("Zero-shot results (%s):\n%s", folder, md)
     return table

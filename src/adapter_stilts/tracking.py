@@ -17,6 +17,12 @@ log = logging.getLogger(__name__)
 DEFAULT_DIR = "mlruns"
 
 
+# MLflow 3's UI opens an experiment on the GenAI pages (traces) unless its kind says otherwise
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"  # a run's description in the UI
+DESCRIPTION_LIMIT = 8000  # MLflow's longest tag value
+
+
 def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
@@ -102,6 +108,13 @@ class RunHandle:
             for k, v in tags.items():
                 retry_if_locked(self.client.set_tag, self.run_id, k, str(v))
 
+    def describe(self, markdown: str) -> None:
+        """The run's description (Markdown), shown at the top of its page in the MLflow UI."""
+        if len(markdown) > DESCRIPTION_LIMIT:  # MLflow's tag limit: the whole table stays in the artifacts
+            cut = markdown[:DESCRIPTION_LIMIT - 80].rsplit("\n", 1)[0]
+            markdown = cut + "\n\n(cut here: the whole table is in the artifacts)"
+        self.set_tags({DESCRIPTION_TAG: markdown})
+
     def log_artifacts(self, local: Path, artifact_path: str | None = None) -> None:
         if self.active and Path(local).exists():
             if Path(local).is_dir():
@@ -138,7 +151,10 @@ class Tracker:
         if exp is None:
             db = sqlite_path(uri)  # artifacts beside a SQLite database, not in the cwd
             location = (db.parent / "artifacts").resolve().as_uri() if db else None
-            return retry_if_locked(self.client.create_experiment, experiment, artifact_location=location)
+            return retry_if_locked(self.client.create_experiment, experiment, artifact_location=location,
+                                   tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # created before, or by another tool
+            retry_if_locked(self.client.set_experiment_tag, exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
 
     def has_run(self, run_id: str) -> bool:

@@ -34,3 +34,18 @@ def test_tsv_too_few_columns(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="missing data file"):
         list(read_tsv(tmp_path / "nope.tsv", 2))
+
+
+def test_squad_answer_outside_its_context_names_file_line_and_question(tmp_path):
+    import json
+
+    from adapter_stilts.tasks.catalog.qa import read_squad_file
+
+    good = {"id": "q1", "question": "Who?", "answers": [{"text": "Ann", "answer_start": 0}]}
+    bad = {"id": "q2", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 40}]}
+    doc = {"data": [{"title": "t", "paragraphs": [{"context": "Ann lives in Paris.", "qas": [good, bad]}]}]}
+    p = tmp_path / "xquad.de.json"
+    p.write_text(json.dumps(doc, indent=1))
+    line = next(i for i, text in enumerate(p.read_text().splitlines(), 1) if '"q2"' in text)
+    with pytest.raises(DataError, match=rf"xquad.de.json:{line}: question q2: answer 'Paris' is not at character 40"):
+        read_squad_file(p)

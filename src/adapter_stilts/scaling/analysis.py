@@ -254,6 +254,8 @@ def _log(study: str, origin: str, out: Path) -> None:
     try:
         for p in sorted(out.iterdir()):
             run.log_artifacts(p)
+        if (out / "summary.md").is_file():
+            run.describe((out / "summary.md").read_text())
         status = "FINISHED"
     finally:
         run.end(status)

@@ -42,14 +42,23 @@ class TaskData:
     dev: list[dict] = field(default_factory=list)
     test: dict[str, list[dict]] = field(default_factory=dict)  # language -> examples
     test_dev: dict[str, list[dict]] = field(default_factory=dict)  # per-language dev (BUCC's threshold)
+    # language -> each test item's position in its language's whole test split, where a subset was drawn
+    # (the prediction files' sidecar: an outside scorer lines them up with the gold)
+    test_positions: dict[str, list[int]] = field(default_factory=dict)
+
+
+def subset_positions(n_items: int, n: int, seed: int) -> list[int] | None:
+    """The positions of a seeded sample of n of n_items, in their original order; None: all of them
+    (n is 0 or too big)."""
+    if not n or n >= n_items:
+        return None
+    return sorted(random.Random(seed).sample(range(n_items), n))
 
 
 def subset(items: list, n: int, seed: int) -> list:
     """A seeded sample of n items in their original order (all of them when n is 0 or too big)."""
-    if not n or n >= len(items):
-        return items
-    keep = sorted(random.Random(seed).sample(range(len(items)), n))
-    return [items[i] for i in keep]
+    keep = subset_positions(len(items), n, seed)
+    return items if keep is None else [items[i] for i in keep]
 
 
 def available_languages(task: Task, source: DataSource) -> tuple[str, ...]:
@@ -123,7 +132,11 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
         data.task = bind_labels(task, data.train)
     if role == "target":
         for lang in test_languages(task, settings, source, benchmark):
-            data.test[lang] = subset(load("test", lang), settings.test_size, eval_seed)
+            examples = load("test", lang)
+            keep = subset_positions(len(examples), settings.test_size, eval_seed)
+            data.test[lang] = examples if keep is None else [examples[i] for i in keep]
+            if keep is not None:
+                data.test_positions[lang] = keep
             if not task.trains and "dev" in task.splits:
                 data.test_dev[lang] = load("dev", lang)
     log.info("%s: %d train, %d dev, %d test languages (%s)", task.name, len(data.train), len(data.dev),

@@ -61,10 +61,19 @@ def read_squad_file(path: Path) -> list[tuple[str, list[dict]]]:
         for e in examples:
             for a in e["answers"]:
                 if e["context"][a["answer_start"]: a["answer_start"] + len(a["text"])] != a["text"]:
-                    raise DataError(f"{where}: question {e['id']}: answer {a['text']!r} is not at "
-                                    f"character {a['answer_start']} of its context")
+                    raise DataError(f"{where}{_line_of(raw, e['id'])}: question {e['id']}: answer {a['text']!r} "
+                                    f"is not at character {a['answer_start']} of its context")
         articles.append((str(article.get("title", a_i)), examples))
     return articles
+
+
+NEWLINE = b"\n"
+
+
+def _line_of(raw: bytes, question_id: str) -> str:
+    """':<line>' of a question's id in the file (SQuAD files are often one line: then ':1')."""
+    at = raw.find(json.dumps(str(question_id)).encode())
+    return f":{raw.count(NEWLINE, 0, at) + 1}" if at >= 0 else ""
 
 
 def _example(context: str, qa: dict) -> dict:
