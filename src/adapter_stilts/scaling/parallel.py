@@ -17,7 +17,9 @@ import collections
 import concurrent.futures
 import dataclasses
 import logging
+import math
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -72,12 +74,22 @@ def cell_command(job: CellJob) -> list[str]:
             *(a for o in job.overrides for a in ("--set", o))]
     if job.ranks > 1:
         launcher = Path(sys.executable).with_name("deepspeed")
-        # the GPUs Ray gave this task: --num_gpus would drop CUDA_VISIBLE_DEVICES and take GPUs 0..N-1
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        # the GPUs Ray (or the local backend) gave this cell: --num_gpus would drop CUDA_VISIBLE_DEVICES
+        # and take GPUs 0..N-1
+        visible = dict(job.env).get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
         devices = ["--include", f"localhost:{visible}"] if visible else ["--num_gpus", str(job.ranks)]
         return [str(launcher if launcher.exists() else shutil.which("deepspeed") or "deepspeed"), *devices,
                 "--master_port", str(free_port()), "--module", "adapter_stilts", *args]
     return [sys.executable, "-m", "adapter_stilts", *args]
+
+
+def visible_gpus() -> list[str]:
+    """The GPU ids this process may use (CUDA_VISIBLE_DEVICES, else every CUDA device)."""
+    if (visible := os.environ.get("CUDA_VISIBLE_DEVICES")) is not None:
+        return [d for d in visible.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 _stop = threading.Event()  # set by the local backend on Ctrl-C: its threads interrupt their cells
@@ -161,12 +173,27 @@ def watch_parent() -> None:
 class LocalBackend:
     """N cells at once on this machine, each retried `retries` times if its process is killed."""
 
-    def __init__(self, jobs: int, retries: int):
+    def __init__(self, jobs: int, retries: int, gpus_per_cell: float = 0.0):
         self.jobs, self.retries = jobs, retries
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell")
+        self.gpu_groups: queue.Queue | None = None  # the GPUs handed out: each cell sees only its own
+        if gpus_per_cell:
+            per, devices = math.ceil(gpus_per_cell), visible_gpus()
+            if len(devices) < per:
+                from ..config import ConfigError
+
+                raise ConfigError(f"study.resources.gpus: {gpus_per_cell:g} per cell, but this machine shows "
+                                  f"{len(devices)} GPUs")
+            if jobs > len(devices) // per:
+                log.warning("--jobs %d: only %d cells of %d GPUs fit on the %d GPUs here; running %d at once",
+                            jobs, len(devices) // per, per, len(devices), len(devices) // per)
+                self.jobs = len(devices) // per
+            self.gpu_groups = queue.Queue()
+            for i in range(self.jobs):
+                self.gpu_groups.put(",".join(devices[i * per:(i + 1) * per]))
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="cell")
 
     def describe(self) -> str:
-        return f"local backend, {self.jobs} cells at once"
+        return f"local backend, {self.jobs} cells at once" + (" (each on its own GPUs)" if self.gpu_groups else "")
 
     def slots(self) -> int:
         return self.jobs
@@ -178,14 +205,21 @@ class LocalBackend:
         return self.pool.submit(self._with_retries, job)
 
     def _with_retries(self, job: CellJob) -> CellOutcome:
-        for attempt in range(1, self.retries + 2):
-            try:
-                outcome = launch_cell(job)
-                return CellOutcome(**{**outcome.__dict__, "attempts": attempt})
-            except CellKilled as e:
-                if attempt > self.retries or _stop.is_set():
-                    raise
-                log.warning("%s; starting it again (attempt %d of %d)", e, attempt + 1, self.retries + 1)
+        gpus = self.gpu_groups.get() if self.gpu_groups else None
+        if gpus is not None:
+            job = dataclasses.replace(job, env=(*job.env, ("CUDA_VISIBLE_DEVICES", gpus)))
+        try:
+            for attempt in range(1, self.retries + 2):
+                try:
+                    outcome = launch_cell(job)
+                    return CellOutcome(**{**outcome.__dict__, "attempts": attempt})
+                except CellKilled as e:
+                    if attempt > self.retries or _stop.is_set():
+                        raise
+                    log.warning("%s; starting it again (attempt %d of %d)", e, attempt + 1, self.retries + 1)
+        finally:
+            if gpus is not None:
+                self.gpu_groups.put(gpus)
 
     def wait(self, handles: list, timeout: float) -> list:
         done, _ = concurrent.futures.wait(handles, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -384,7 +418,7 @@ def make_backend(name: str, study: Study, jobs: int = 1, address: str | None = N
     if name == "local":
         if jobs < 1:
             raise ConfigError(f"--jobs: {jobs}; at least 1")
-        return LocalBackend(jobs, study.config.resources.retries)
+        return LocalBackend(jobs, study.config.resources.retries, study.config.resources.gpus)
     if name == "ray":
         try:
             import ray  # noqa: F401
