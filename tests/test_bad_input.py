@@ -95,10 +95,11 @@ NAMED_CASES = [
 ]
 
 
-def _attempt(args: list[str], tmp_path, capsys, caplog) -> tuple[int, str]:
+def _attempt(args: list[str], tmp_path, capsys, caplog) -> tuple[int, str, list[str]]:
     """Run the command line here; (exit code, every error line it wrote)."""
     saved = dict(os.environ)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a Hub id is judged from the cache, never from the network
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(k, None)
     caplog.clear()

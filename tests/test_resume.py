@@ -168,7 +168,7 @@ def test_an_unfinished_run_resumes_only_in_its_own_store(write_experiment, tmp_p
     assert in_b.returncode == 0, in_b.stderr[-3000:]
     assert "Traceback" not in in_b.stderr and "Resuming" not in in_b.stderr
     assert f"Not resuming the unfinished run in {killed.parent}" in in_b.stderr
-    assert f"(it belongs to {store_a})" in in_b.stderr
+    assert f"is not in the store {store_b} (it belongs to {store_a})" in in_b.stderr
     assert killed.read_text() == before  # the old state is left for its own store
     runs_b = MlflowClient(store_b).search_runs([e.experiment_id for e in MlflowClient(store_b).search_experiments()])
     assert [r.info.status for r in runs_b if r.info.run_name == "tiny"] == ["FINISHED"]

@@ -124,11 +124,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         dist.shutdown()
 
 
-def interrupt_on_sigterm() -> None:
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+def interrupt_once(signum, frame) -> None:
+    """SIGINT / SIGTERM as one KeyboardInterrupt: a second signal (the DeepSpeed launcher answers
+    SIGINT with SIGTERM) must not interrupt the cleanup that marks the runs KILLED."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+
+def interrupt_on_sigterm() -> None:
+    signal.signal(signal.SIGTERM, interrupt_once)
 
 
 def cmd_cell(args: argparse.Namespace) -> int:
@@ -144,7 +149,7 @@ def cmd_cell(args: argparse.Namespace) -> int:
     # a Ray worker blocks and ignores SIGINT, and its children inherit that: a sweep stops a cell with
     # SIGINT (the DeepSpeed launcher passes it on as SIGTERM), which must end its runs KILLED
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, interrupt_once)
     interrupt_on_sigterm()
     study = load_study(args.exp[0], args.set)
     study, cell = find_cell(study, args.cell, args.key)

@@ -198,19 +198,27 @@ class StiltsRecipe:
         """Continue the unfinished invocation of this same config, or start a new one."""
         cfg, root = self.cfg, Path(self.cfg.tracking.output_dir) / self.cfg.name
         key = config_key(cfg.to_dict())
-        state, elsewhere = None, []
+        state, elsewhere, error = None, [], None
         if cfg.tracking.resume and dist.is_main():
-            state, elsewhere = RunState.find_unfinished(root, key, self.tracker.uri, self.tracker.has_run)
+            try:
+                state, elsewhere = RunState.find_unfinished(root, key, self.tracker.uri, self.tracker.has_run)
+            except Exception as e:  # told to every rank: none waits in the broadcast below
+                error = f"cannot read the MLflow store {self.tracker.uri}: {type(e).__name__}: {e}"
             for other in elsewhere[:1]:  # the newest one says why; older ones are older attempts of the same
-                log.warning("Not resuming the unfinished run in %s: its MLflow run %s is not in the store %s (it "
-                            "belongs to %s); starting afresh, the old outputs are left as they are",
-                            other.folder, other.parent_run_id, self.tracker.uri, other.tracking_uri or "another store")
-        state = dist.broadcast_object(state)  # every rank resumes the same invocation
+                where = (f"it belongs to {other.tracking_uri}" if other.tracking_uri not in ("", self.tracker.uri)
+                         else "deleted from it")
+                log.warning("Not resuming the unfinished run in %s: its MLflow run %s is not in the store %s (%s); "
+                            "starting afresh, the old outputs are left as they are",
+                            other.folder, other.parent_run_id, self.tracker.uri, where)
+        state, error = dist.broadcast_object((state, error))  # every rank resumes the same invocation
+        if error:
+            raise RuntimeError(error)
         tags = {"experiment": cfg.name, "mode": cfg.mode, "seed": cfg.seed, "model": cfg.model.name,
                 "data_source": self.source.kind, "config_key": key, **self.extra_tags}
         if state:
             log.info("Resuming the unfinished run in %s (MLflow run %s)", state.folder, state.parent_run_id)
             self.parent = self.tracker.start(cfg.name, tags=tags, run_id=state.parent_run_id)
+            state.save()  # with the store it now records
         else:
             self.parent = self.tracker.start(cfg.name, tags=tags)
             name = f"{time.strftime('%Y%m%d-%H%M%S')}-{(self.parent.run_id or '')[:8]}"

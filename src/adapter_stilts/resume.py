@@ -35,8 +35,8 @@ class RunState:
     @classmethod
     def find_unfinished(cls, root: Path, key: str, tracking_uri: str,
                         run_exists: Callable[[str], bool]) -> tuple[RunState | None, list[RunState]]:
-        """(the newest unfinished invocation of the same config under `root` whose runs are in this
-        MLflow store, the newer ones that belong to another store: not resumable here)."""
+        """(the newest unfinished invocation of the same config under `root` whose parent run is in
+        this MLflow store, the newer ones whose run is not: not resumable here)."""
         elsewhere = []
         for path in sorted(root.glob(f"*/{STATE}"), reverse=True):
             try:
@@ -48,8 +48,9 @@ class RunState:
                 continue
             state = cls(path.parent, key, data.get("parent_run_id"), False, data.get("units", {}),
                         data.get("tracking_uri", ""))
-            same_store = state.tracking_uri in ("", tracking_uri)
-            if same_store and state.parent_run_id and run_exists(state.parent_run_id):
+            # run ids are unique: a run found here is this store's (however its URI was spelled)
+            if state.parent_run_id and run_exists(state.parent_run_id):
+                state.tracking_uri = tracking_uri  # an older state file learns its store
                 return state, elsewhere
             elsewhere.append(state)
         return None, elsewhere

@@ -27,8 +27,7 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    Path(DEFAULT_DIR).mkdir(exist_ok=True)
-    return f"sqlite:///{Path(DEFAULT_DIR).resolve() / 'mlflow.db'}"
+    return f"sqlite:///{Path(DEFAULT_DIR).resolve() / 'mlflow.db'}"  # created by the Tracker, not by asking
 
 
 def retry_if_locked(fn, *args, **kwargs):
@@ -140,6 +139,8 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         uri = self.uri = tracking_uri()
+        if db := sqlite_path(uri):
+            db.parent.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(uri)
         with _store_lock(uri):  # two invocations must not create the SQLite schema at the same time
             self.client = MlflowClient(uri)

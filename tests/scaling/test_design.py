@@ -82,10 +82,12 @@ def test_a_cell_runs_its_size_seed_tasks_and_budget(tmp_path):
     ({"pool": POOL, "sizes": [{"layers": -1}]}, "study.sizes\\[0\\].layers"),
     ({"pool": POOL, "sizes": [{"layers": 4, "k": [0, 12]}]}, "study.sizes\\[0\\].k: 12 is outside"),
     ({"pool": []}, "study.pool: list"),
-    ({"pool": POOL, "resources": {"cpus": 0}}, "study.resources: cpus must be > 0"),
+    ({"pool": POOL, "resources": {"cpus": 0}}, "study.resources.cpus: 0.0 is out of range \\(must be > 0\\)"),
+    ({"pool": POOL, "seeds": [42, -1]}, "study.seeds\\[1\\]: -1 is out of range"),
+    ({"pool": POOL, "dev_size": 0}, "study.dev_size: 0 is out of range"),
     ({"pool": POOL, "resources": {"gpu": 1}}, "unknown key 'study.resources.gpu'; did you mean 'study.resources.gpus'"),
     ({"pool": POOL, "resources": {"gpus": 1, "ranks": 2}}, "study.resources.ranks: 2 ranks on 1.0 GPUs"),
-    ({"pool": POOL, "resources": {"retries": -1}}, "retries >= 0"),
+    ({"pool": POOL, "resources": {"retries": -1}}, "study.resources.retries: -1 is out of range"),
 ])
 def test_a_bad_study_fails_before_compute_naming_the_field(tmp_path, study, message):
     with pytest.raises(ConfigError, match=message):

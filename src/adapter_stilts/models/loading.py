@@ -73,7 +73,7 @@ def check_model_name(name: str) -> None:
     try:
         from huggingface_hub import model_info
 
-        model_info(name)
+        model_info(name, timeout=10)  # a node without internet must not stall start-up
     except Exception as e:  # the Hub's answer, or no answer
         if (error := hub_model_error(name, e)) is not None:
             raise error from None

@@ -115,26 +115,34 @@ def launch_cell(job: CellJob) -> CellOutcome:
             while proc.poll() is None:
                 if _stop.is_set() and not interrupted:
                     interrupted = True
-                    os.killpg(proc.pid, signal.SIGINT)  # the group: a launcher's ranks too
+                    _signal_group(proc, signal.SIGINT)  # the group: a launcher's ranks too
                 time.sleep(0.5)
         except KeyboardInterrupt:  # ray.cancel
             interrupted = True
-            os.killpg(proc.pid, signal.SIGINT)
+            _signal_group(proc, signal.SIGINT)
         finally:
             if proc.poll() is None:
                 try:
                     proc.wait(timeout=120)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    _signal_group(proc, signal.SIGKILL)
                     proc.wait()
     code, seconds = proc.returncode, time.time() - t0
     if interrupted:
         return CellOutcome(job.cell, INTERRUPTED, socket.gethostname(), seconds, "interrupted")
-    if code < 0 or code > 128:  # > 128: the DeepSpeed launcher reports a rank killed by signal N as 128 + N
-        signum = -code if code < 0 else code - 128
-        raise CellKilled(f"cell {job.cell}: its process was killed by signal {signum} on {socket.gethostname()}")
+    if code < 0:
+        raise CellKilled(f"cell {job.cell}: its process was killed by signal {-code} on {socket.gethostname()}")
+    if code > 128:  # the DeepSpeed launcher passes on a rank killed by a signal as 256 - N (or a shell's 128 + N)
+        raise CellKilled(f"cell {job.cell}: exit status {code} on {socket.gethostname()} (a rank killed by a signal)")
     return CellOutcome(job.cell, code, socket.gethostname(), seconds,
                        "" if code in (0, CELL_SKIPPED) else _last_error(job.log_file))
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:  # it ended just now
+        pass
 
 
 def _last_error(log_file: str) -> str:

@@ -25,7 +25,9 @@ from ..config import (
     ConfigError,
     ExperimentConfig,
     apply_override,
+    bounded,
     build_section,
+    check_range,
     load_experiment,
     parse_override,
     resolve_experiment_path,
@@ -39,17 +41,17 @@ DEFAULT_K = (0, 1, 2, 3, 5, 7)
 class SizeConfig:
     """One point of the size axis: a model, optionally truncated to its first `layers` layers."""
     model: str = ""  # "" = the experiment's model.name
-    layers: int = 0  # 0 = every layer (model.layers)
+    layers: int = bounded(0, ge=0)  # 0 = every layer (model.layers)
     k: list[int] = field(default_factory=list)  # the k values run at this size; empty = study.k
 
 
 @dataclass
 class CellResources:
     """What one cell asks of the machines it runs on (`sweep --backend ray|local`)."""
-    cpus: float = 1.0  # Ray CPUs reserved per cell
-    gpus: float = 0.0  # Ray GPUs reserved per cell
-    ranks: int = 1  # DeepSpeed ranks inside a cell (launched with the deepspeed launcher when > 1)
-    retries: int = 2  # a cell whose worker, node or process dies is started again (it resumes) this often
+    cpus: float = bounded(1.0, gt=0.0)  # Ray CPUs reserved per cell
+    gpus: float = bounded(0.0, ge=0.0)  # GPUs per cell (Ray's; the local backend hands them out)
+    ranks: int = bounded(1, ge=1)  # DeepSpeed ranks inside a cell (launched with the deepspeed launcher when > 1)
+    retries: int = bounded(2, ge=0)  # a cell whose worker, node or process dies is started again (resuming)
 
 
 @dataclass
@@ -57,13 +59,13 @@ class StudyConfig:
     pool: list[str] = field(default_factory=list)
     k: list[int] = field(default_factory=list)  # empty: DEFAULT_K (those up to the pool's size)
     whole_pool: bool = True  # also k = the pool's size (every task once)
-    subsets_per_k: int = 4
-    subset_seed: int = 0  # draws the subsets (the same subsets at every seed and size)
+    subsets_per_k: int = bounded(4, ge=1)
+    subset_seed: int = bounded(0, ge=0)  # draws the subsets (the same subsets at every seed and size)
     seeds: list[int] = field(default_factory=lambda: [42, 43])
     sizes: list[SizeConfig] = field(default_factory=lambda: [SizeConfig()])
     budget: str = "per_task"
-    examples: int = 400
-    dev_size: int = 100  # English dev examples per intermediate task
+    examples: int = bounded(400, ge=1)
+    dev_size: int = bounded(100, ge=1)  # English dev examples per intermediate task
     strategy: str = "multitask"
     untrained_control: bool = True
     # pool tasks without data (QQP and CCG offline) are left out with a note; false: an error
@@ -145,17 +147,12 @@ def check_study(study: StudyConfig, experiment: ExperimentConfig) -> None:
     for i, size in enumerate(study.sizes):
         if size.k and 0 not in size.k:
             raise ConfigError(f"study.sizes[{i}].k: must include 0 (the baseline of that size)")
-    if study.subsets_per_k < 1:
-        raise ConfigError("study.subsets_per_k: must be >= 1")
     if not study.seeds or len(set(study.seeds)) != len(study.seeds):
         raise ConfigError(f"study.seeds: list distinct seeds (got {study.seeds})")
+    for i, seed in enumerate(study.seeds):
+        check_range(seed, {"ge": 0}, f"study.seeds[{i}]")  # a cell's seed, as the experiment's `seed`
     if not study.sizes:
         raise ConfigError("study.sizes: list at least one model size")
-    for i, size in enumerate(study.sizes):
-        if size.layers < 0:
-            raise ConfigError(f"study.sizes[{i}].layers: {size.layers} must be >= 0 (0 = every layer)")
-    if study.examples < 1:
-        raise ConfigError("study.examples: must be >= 1")
     if study.budget == "fixed_total" and study.examples < len(study.pool):
         raise ConfigError(f"study.examples: {study.examples} in all cannot be split over {len(study.pool)} tasks")
     if study.strategy in ("average", "fusion") or study.untrained_control:
@@ -163,9 +160,6 @@ def check_study(study: StudyConfig, experiment: ExperimentConfig) -> None:
             raise ConfigError(f"study: strategy {study.strategy} / untrained_control need mode: adapters "
                               f"(the experiment has mode: {experiment.mode})")
     r = study.resources
-    if r.cpus <= 0 or r.gpus < 0 or r.ranks < 1 or r.retries < 0:
-        raise ConfigError(f"study.resources: cpus must be > 0, gpus >= 0, ranks >= 1 and retries >= 0 (got cpus "
-                          f"{r.cpus}, gpus {r.gpus}, ranks {r.ranks}, retries {r.retries})")
     if r.gpus and r.ranks > r.gpus:
         raise ConfigError(f"study.resources.ranks: {r.ranks} ranks on {r.gpus} GPUs; one rank per GPU")
     if experiment.intermediate.tasks:

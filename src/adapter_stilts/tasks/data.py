@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import REPO_ROOT, DataConfig, TaskSettings
+from ..config import REPO_ROOT, ConfigError, DataConfig, TaskSettings
 from .readers import DataError
 from .registry import Task
 
@@ -121,7 +121,8 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
     def sized(split: str, size: int, draw_seed: int) -> list[dict]:
         examples = load(split, task.train_language)
         if size > len(examples):  # a test split may be smaller in some languages: all of it is scored
-            raise DataError(f"{role}.tasks.{task.name}.{split}_size: {size} is more than the {len(examples)} "
+            # a setting to fix, not missing data: intermediate.skip_missing must not leave the task out
+            raise ConfigError(f"{role}.tasks.{task.name}.{split}_size: {size} is more than the {len(examples)} "
                             f"examples of its {split} split ({source.describe()}); 0 = the whole split")
         return subset(examples, size, draw_seed)
 
