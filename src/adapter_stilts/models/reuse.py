@@ -62,7 +62,7 @@ def check_adapter_spec(spec: str) -> None:
     if local.is_dir():
         _adapter_inside(local, spec)
     elif spec.startswith((".", "/", "~")):
-        raise ModelError(f"intermediate.adapter: local folder '{spec}' does not exist")
+        raise ModelError(f"intermediate.adapter: folder '{spec}' does not exist")
 
 
 def fetch_adapter(spec: str, base: str, out: Path, name: str) -> PhaseArtifact:
@@ -85,10 +85,9 @@ def _fetch(spec: str, base: str, out: Path, name: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     local = Path(spec).expanduser()
-    if local.is_dir():
+    if local.is_dir() or spec.startswith((".", "/", "~")):
+        check_adapter_spec(spec)
         source = _adapter_inside(local, spec)
-    elif spec.startswith((".", "/", "~")):
-        raise ModelError(f"intermediate.adapter: folder '{spec}' does not exist")
     else:
         found = _from_mlflow(spec, tmp / "download")
         source = _adapter_inside(found, spec) if found else None
