@@ -4,9 +4,11 @@
 single-process defaults so DeepSpeed does not go looking for MPI."""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,13 @@ def prepare_environment() -> None:
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if "TORCH_EXTENSIONS_DIR" not in os.environ:
+        # torch's JIT build of DeepSpeed's CPU op records this venv's paths: processes of two venvs
+        # (two checkouts) sharing one build folder rebuild it in turn (~2.5 min each); one folder per venv
+        from torch.utils.cpp_extension import get_default_build_root
+
+        venv = hashlib.sha1(sys.prefix.encode()).hexdigest()[:10]
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(Path(get_default_build_root()) / f"venv-{venv}")
 
 
 def remove_stale_build_locks(max_age_s: float = STALE_BUILD_LOCK_S) -> list[Path]:
