@@ -235,7 +235,7 @@ def test_malformed_json_names_the_file(tmp_path, data_dir):
     qa = doc["data"][0]["paragraphs"][0]["qas"][0]
     qa["answers"][0]["answer_start"] += 1
     (tmp_path / "xquad" / "xquad.de.json").write_text(json.dumps(doc), encoding="utf-8")
-    with pytest.raises(DataError, match=rf"xquad\.de\.json: question {qa['id']}: answer .* is not at character"):
+    with pytest.raises(DataError, match=rf"xquad\.de\.json:1: question {qa['id']}: answer .* is not at character"):
         get_task("xquad").load_local(tmp_path, "test", "de")
 
 
