@@ -94,7 +94,9 @@ def cli_command(args: list[str], tmp_path: Path, launcher: list[str] | None = No
                 env: dict | None = None) -> tuple[list[str], dict]:
     """The command line and environment of `run.py` with its MLflow store under tmp_path."""
     full_env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", **(env or {})}
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
+    from adapter_stilts.distributed import LAUNCHER_ENV
+
+    for k in LAUNCHER_ENV:
         full_env.pop(k, None)
     return (launcher or [sys.executable]) + [str(REPO / "run.py")] + args, full_env
 

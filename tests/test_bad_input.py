@@ -17,6 +17,7 @@ from conftest import TINY_EXPERIMENT, deep_update, write_tiny_study
 
 from adapter_stilts.cli import main
 from adapter_stilts.config import CHOICES, RANGE, ExperimentConfig
+from adapter_stilts.distributed import LAUNCHER_ENV
 from adapter_stilts.scaling.study import STUDY_CHOICES, StudyConfig
 
 # a dict of per-task settings is filled in under one task of each section
@@ -100,7 +101,7 @@ def _attempt(args: list[str], tmp_path, capsys, caplog) -> tuple[int, str, list[
     saved = dict(os.environ)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     os.environ["HF_HUB_OFFLINE"] = "1"  # a Hub id is judged from the cache, never from the network
-    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+    for k in LAUNCHER_ENV:
         os.environ.pop(k, None)
     caplog.clear()
     try:

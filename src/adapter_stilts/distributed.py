@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 STALE_BUILD_LOCK_S = 600  # a JIT build of DeepSpeed's CPU ops takes well under a minute
 
 
+# what a launcher sets per rank: a process started for a new process group must not inherit them
+LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

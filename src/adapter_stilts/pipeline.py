@@ -66,7 +66,7 @@ from .tasks.lookup import get_task
 from .tasks.readers import DataError
 from .tasks.registry import Task
 from .tracking import RunHandle, Tracker
-from .training.checkpoints import checkpoints_of, full_phase_disk_need, warn_if_low_disk
+from .training.checkpoints import checkpoints_of, full_phase_disk_need, nearest_existing, warn_if_low_disk
 from .training.engine import batch_layout, load_ds_config
 from .training.loop import Schedule, TaskStream, Trainer
 
@@ -134,9 +134,7 @@ def resolve_bf16(cfg: ExperimentConfig) -> None:
 def check_writable(folder: Path) -> None:
     """The output folder can be created and written to; checked on its nearest existing ancestor,
     so a run refused later on creates nothing."""
-    existing = folder.resolve()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise ConfigError(f"tracking.output_dir: cannot write to {folder} ({existing} is a file, not a folder)")
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..distributed import free_port
+from ..distributed import LAUNCHER_ENV, free_port
 from .study import CellResources, Study
 from .sweep import CELL_SKIPPED, Plan, PlannedCell
 
@@ -99,8 +99,7 @@ def launch_cell(job: CellJob) -> CellOutcome:
     """Run one cell's process to its end (in a local thread or a Ray task). Interrupted (Ctrl-C
     here, ray.cancel there): the cell gets SIGINT, marks its MLflow runs KILLED and exits; it
     resumes on the next sweep. Killed by a signal from elsewhere: CellKilled (retried)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     env.update(dict(job.env), **{PARENT_ENV: str(os.getpid())})
     Path(job.log_file).parent.mkdir(parents=True, exist_ok=True)
     t0, interrupted = time.time(), False

@@ -98,13 +98,18 @@ def full_phase_disk_need(weights_bytes: int, keep: int) -> int:
     return weights_bytes * (3 * (max(1, keep) + 1) + 3)
 
 
+def nearest_existing(folder: Path) -> Path:
+    """`folder`, or its nearest ancestor that exists (an output folder is created only when a run starts)."""
+    existing = folder.resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
 def warn_if_low_disk(folder: Path, need: int) -> bool:
     """Warn (True) when `folder`'s disk has less than `need` bytes free: a full disk fails a phase
     midway (resumable, but hours later on a cluster)."""
-    existing = folder.resolve()
-    while not existing.exists() and existing != existing.parent:  # not created until the run starts
-        existing = existing.parent
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(nearest_existing(folder)).free
     if free >= need:
         return False
     log.warning("tracking.output_dir: %.1f GB free on %s, but one full-mode phase of this model writes up to "
