@@ -197,12 +197,12 @@ def test_max_length_beyond_the_model_is_refused(write_experiment, tmp_path):
 
 def test_bf16_only_where_the_cpu_has_it(monkeypatch):
     """Emulated bf16 ran 30x slower than fp32 on an AVX2 CPU: it is switched off there, before keys and logs."""
-    from adapter_stilts import distributed as dist
+    from adapter_stilts import device
     from adapter_stilts.config import load_experiment
     from adapter_stilts.pipeline import resolve_bf16
 
     for native in (True, False):
-        monkeypatch.setattr(dist, "cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr(device, "cpu_has_native_bf16", lambda native=native: native)
         cfg = load_experiment("demo")
         assert cfg.training.bf16
         resolve_bf16(cfg)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import yaml
 
+from . import device as devices
 from . import distributed as dist
 from .cache import CacheEntry, PhaseCache
 from .cache_keys import (
@@ -38,6 +39,7 @@ from .integrity import write_manifest
 from .intermediate_setups import MLM_TASK, NO_INTERMEDIATE, UNTRAINED, Setup, check_strategy, intermediate_setups
 from .models.loading import (
     adapter_config,
+    attention_implementation,
     check_max_length,
     check_model_name,
     count_parameters,
@@ -45,6 +47,7 @@ from .models.loading import (
     model_layers,
     resolve_model,
 )
+from .models.memory import MAX_CHOICE_ROWS, MemoryEstimate, adapter_parameters, check_fits, estimate, model_shape
 from .models.phase_models import (
     MANIFEST,
     PhaseArtifact,
@@ -57,7 +60,7 @@ from .models.phase_models import (
     untrained_adapter,
 )
 from .models.reuse import check_adapter_spec, fetch_adapter
-from .results_table import ResultsError
+from .results_table import PARAMETERS_TAG, ResultsError
 from .resume import RunState, config_key
 from .summary import log_summary
 from .tasks.data import TaskData, load_task_data, resolve_source
@@ -67,7 +70,7 @@ from .tasks.readers import DataError
 from .tasks.registry import Task
 from .tracking import RunHandle, Tracker
 from .training.checkpoints import checkpoints_of, full_phase_disk_need, nearest_existing, warn_if_low_disk
-from .training.engine import batch_layout, load_ds_config
+from .training.engine import batch_layout, load_ds_config, single_rank_config
 from .training.loop import Schedule, TaskStream, Trainer
 
 log = logging.getLogger(__name__)
@@ -124,7 +127,7 @@ def validate(cfg: ExperimentConfig) -> None:
 def resolve_bf16(cfg: ExperimentConfig) -> None:
     """training.bf16 means bf16 autocast where the hardware has it: on a CPU without it (no
     AVX-512 BF16 / AMX) it is switched off, with a warning, before anything is keyed or logged."""
-    if cfg.training.bf16 and not torch.cuda.is_available() and not dist.cpu_has_native_bf16():
+    if cfg.training.bf16 and devices.mixed_precision(devices.get_device(), True) is None:
         if dist.is_main():
             log.warning("training.bf16: this CPU has no native bf16 (no AVX-512 BF16 or AMX) and emulated bf16 ran "
                         "30x slower than fp32; running in fp32 (training.bf16=false)")
@@ -177,6 +180,7 @@ class StiltsRecipe:
         self.tokenizer = load_tokenizer(self.base)
         for length in {self._max_length(name) for name in self.data}:
             check_max_length(self.base, length)
+        self.memory = self._check_memory()  # before any weight is loaded
         self.features = {name: self._featurize(d) for name, d in self.data.items()}
         self.tracker_experiment = cfg.tracking.experiment or cfg.name
         self.tracker = Tracker(self.tracker_experiment)
@@ -191,6 +195,27 @@ class StiltsRecipe:
             self.parent.log_artifacts(self.out / "config.yaml")
         dist.barrier()
         log.info("Outputs in %s", self.out)
+
+    def _check_memory(self) -> MemoryEstimate:
+        """Print this rank's memory estimate for the experiment's largest phase and refuse, before any
+        compute, a configuration that cannot fit the device found (models/memory.py)."""
+        cfg, world, device = self.cfg, dist.world_size(), devices.get_device()
+        shape = model_shape(self.base)
+        trainable = shape.parameters if cfg.mode == "full" else adapter_parameters(shape, adapter_config(cfg.adapter))
+        tasks = [get_task(name) for name in self.data]
+        rows = MAX_CHOICE_ROWS if any(t.family == "multiple_choice" for t in tasks) else 1
+        precision = devices.mixed_precision(device, cfg.training.bf16)
+        est = estimate(shape, trainable, single_rank_config(self.ds_config, world), world,
+                       batch_layout(cfg.training, world)[0], max(self._max_length(t.name) for t in tasks), rows,
+                       precision is not None, attention_implementation(cfg.model.attention) == "eager")
+        if dist.is_main():
+            log.info("Memory estimate on %s (%s, %s): %s", device, cfg.training.deepspeed,
+                     devices.precision_name(precision), est.describe())
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "this node's memory"
+        check_fits(est, devices.memory_capacity(device, local), devices.memory_capacity(torch.device("cpu"), local),
+                   where)
+        return est
 
     def _open_state(self) -> None:
         """Continue the unfinished invocation of this same config, or start a new one."""
@@ -487,7 +512,11 @@ class StiltsRecipe:
                    for t in tasks]
         trainer = Trainer(model, streams, self.cfg, settings, self.ds_config, out, run, self.tokenizer.pad_token_id,
                           name, schedule)
-        return trainer.fit()
+        try:
+            return trainer.fit()
+        finally:
+            del trainer
+            devices.release_memory(devices.get_device())
 
     def _my_languages(self, tests: dict) -> list[str]:
         # Test languages are shared out between ranks; results are gathered on every rank.
@@ -544,7 +573,8 @@ class StiltsRecipe:
         identity = self._identity(row, task if phase == "target" else "")
         return {"experiment": self.cfg.name, "mode": self.cfg.mode, "intermediate": setup, "phase": phase,
                 "task": task, "seed": self.cfg.seed, "strategy": row.strategy,
-                "intermediate_tasks": ",".join(row.tasks), **identity.tags()}
+                "intermediate_tasks": ",".join(row.tasks), PARAMETERS_TAG: self.memory.shape.parameters,
+                **identity.tags()}
 
     def cleanup(self, status: str = "FINISHED") -> None:
         if hasattr(self, "parent"):

@@ -22,8 +22,10 @@ from .tracking import retry_if_locked, sqlite_path, tracking_uri
 
 log = logging.getLogger(__name__)
 REPORTS_EXPERIMENT = "reports"
+PARAMETERS_TAG = "model.parameters"
 RUN_COLUMNS = ("experiment", "run_id", "parent_run_id", "started")
-TABLE_COLUMNS = (*IDENTITY_COLUMNS, "language", "metric", "score", "n_items", *RUN_COLUMNS)
+# model_parameters: the encoder's size as a number (the `model.parameters` tag; empty for runs made before it)
+TABLE_COLUMNS = (*IDENTITY_COLUMNS, "language", "metric", "score", "n_items", *RUN_COLUMNS, "model_parameters")
 
 
 class ResultsError(Exception):
@@ -86,7 +88,8 @@ def run_rows(run, experiment: str) -> list[dict]:
     if not per_lang:
         raise KeyError("test/<language>/<metric>")
     base = {**identity.columns(), "metric": headline_name(task), "experiment": experiment, "run_id": run.info.run_id,
-            "parent_run_id": tags.get("mlflow.parentRunId", ""), "started": run.info.start_time or 0}
+            "parent_run_id": tags.get("mlflow.parentRunId", ""), "started": run.info.start_time or 0,
+            "model_parameters": int(tags[PARAMETERS_TAG]) if tags.get(PARAMETERS_TAG) else None}
     return [{**base, "language": lang, "score": float(headline(task, scores)),
              "n_items": int(metrics[f"n_items/{lang}"]) if f"n_items/{lang}" in metrics else None}
             for lang, scores in sorted(per_lang.items())]

@@ -57,6 +57,8 @@ class PackedBatch:
                  row_tokens: int, pad_id: int):
         n, width = input_ids.shape
         self.shape = (n, width)
+        # the layout is planned on the host (a few small tensors), then moved to the batch's device
+        device, input_ids, attention_mask = input_ids.device, input_ids.cpu(), attention_mask.cpu()
         lengths = attention_mask.sum(1).clamp(min=1).tolist()  # an empty sequence keeps one token
         rows = _rows(lengths, row_tokens)
         t = max(sum(lengths[i] for i in row) for row in rows)
@@ -74,8 +76,8 @@ class PackedBatch:
                 src.append(torch.arange(k) + i * width)
                 dst.append(torch.arange(k) + r * t + start)
                 start += k
-        self.input_ids, self.position_ids, self.attention_mask = ids, pos, mask
-        self.src, self.dst = torch.cat(src), torch.cat(dst)
+        self.input_ids, self.position_ids, self.attention_mask = ids.to(device), pos.to(device), mask.to(device)
+        self.src, self.dst = torch.cat(src).to(device), torch.cat(dst).to(device)
         self.real_tokens = int(self.src.numel())
 
     def pack(self, values: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,8 @@ class Cell:
     tasks: tuple[str, ...]  # sorted; () for the baseline and the untrained control
     seed: int
     strategy: str  # none | untrained | each (k = 1) | multitask | average | fusion
+    deepspeed: str = ""  # how the size fits its device (study.sizes[].deepspeed, micro_batch_size): not what it is
+    micro_batch_size: int = 0
 
     @property
     def k(self) -> int:
@@ -97,16 +99,17 @@ def cells(study: Study, pool: list[str]) -> list[Cell]:
     for seed in cfg.seeds:
         for size in cfg.sizes:
             model = size.model or study.experiment.model.name
+            fit = {"deepspeed": size.deepspeed, "micro_batch_size": size.micro_batch_size}
             ks = sorted(size_ks(cfg, size, len(pool)), key=lambda k: (k != len(pool), k))
             if 0 in ks and cfg.untrained_control:
-                out.append(Cell(model, size.layers, (), seed, NO_INTERMEDIATE))
-                out.append(Cell(model, size.layers, (), seed, UNTRAINED))
+                out.append(Cell(model, size.layers, (), seed, NO_INTERMEDIATE, **fit))
+                out.append(Cell(model, size.layers, (), seed, UNTRAINED, **fit))
             rounds = max((len(subsets[k]) for k in ks), default=0)
             for i in range(rounds):
                 for k in ks:
                     if i < len(subsets[k]) and not (k == 0 and cfg.untrained_control):
                         strategy = NO_INTERMEDIATE if k == 0 else "each" if k == 1 else cfg.strategy
-                        out.append(Cell(model, size.layers, subsets[k][i], seed, strategy))
+                        out.append(Cell(model, size.layers, subsets[k][i], seed, strategy, **fit))
     return out
 
 
@@ -122,6 +125,8 @@ def cell_config(study: Study, cell: Cell) -> ExperimentConfig:
     cfg.name = f"{study.name}-{cell.id}"
     cfg.tracking.experiment = study.mlflow_experiment
     cfg.model.name, cfg.model.layers, cfg.seed = cell.model, cell.layers, cell.seed
+    cfg.training.deepspeed = cell.deepspeed or cfg.training.deepspeed
+    cfg.training.micro_batch_size = cell.micro_batch_size or cfg.training.micro_batch_size
     n = intermediate_examples(study.config, cell.k)
     cfg.intermediate.tasks = {t: TaskSettings(train_size=n, dev_size=study.config.dev_size) for t in cell.tasks}
     cfg.intermediate.strategy = cell.strategy if cell.strategy in (UNTRAINED, "multitask", "average", "fusion") \

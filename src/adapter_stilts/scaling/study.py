@@ -32,6 +32,7 @@ from ..config import (
     parse_override,
     resolve_experiment_path,
 )
+from ..training.engine import resolve_ds_config
 
 STUDY_KEY = "study"
 DEFAULT_K = (0, 1, 2, 3, 5, 7)
@@ -43,6 +44,9 @@ class SizeConfig:
     model: str = ""  # "" = the experiment's model.name
     layers: int = bounded(0, ge=0)  # 0 = every layer (model.layers)
     k: list[int] = field(default_factory=list)  # the k values run at this size; empty = study.k
+    # what a size needs to fit its device ("" / 0 = the experiment's): e.g. zero3_offload for XLM-R XL
+    deepspeed: str = ""
+    micro_batch_size: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -147,6 +151,11 @@ def check_study(study: StudyConfig, experiment: ExperimentConfig) -> None:
     for i, size in enumerate(study.sizes):
         if size.k and 0 not in size.k:
             raise ConfigError(f"study.sizes[{i}].k: must include 0 (the baseline of that size)")
+        if size.deepspeed:
+            try:
+                resolve_ds_config(size.deepspeed)
+            except ConfigError as e:
+                raise ConfigError(f"study.sizes[{i}].deepspeed: {str(e).split(': ', 1)[1]}") from None
     if not study.seeds or len(set(study.seeds)) != len(study.seeds):
         raise ConfigError(f"study.seeds: list distinct seeds (got {study.seeds})")
     for i, seed in enumerate(study.seeds):

@@ -64,16 +64,37 @@ def single_rank_config(ds_config: dict, world: int) -> dict:
     return dict(ds_config, zero_optimization={**zero, "stage": 0})
 
 
+def own_precision(ds_config: dict) -> list[str]:
+    """The mixed-precision sections a DeepSpeed config enables itself."""
+    return [k for k in ("bf16", "fp16", "torch_autocast") if ds_config.get(k, {}).get("enabled")]
+
+
+def with_mixed_precision(ds_config: dict, dtype: torch.dtype | None) -> dict:
+    """`training.bf16` as DeepSpeed's `torch_autocast` section: the engine runs its forward under
+    torch.autocast of its device's type and scales an fp16 loss (DeepSpeed's GradScaler). An autocast
+    opened around the engine instead is switched off inside it on GPUs
+    (deepspeed.runtime.torch_autocast.autocast_if_enabled). A config with its own bf16, fp16 or
+    torch_autocast section is kept as written."""
+    if dtype is None or own_precision(ds_config):
+        return ds_config
+    return {**ds_config, "torch_autocast": {"enabled": True, "dtype": str(dtype)}}
+
+
 def build_engine(model, ds_config: dict, tcfg: TrainingConfig, lr: float, total_steps: int, world: int,
                  lr_by_name: dict[str, float] | None = None):
-    """DeepSpeed engine over the trainable parameters only (frozen ones get no optimizer state).
+    """DeepSpeed engine over the trainable parameters only (frozen ones get no optimizer state), on
+    this rank's device, in the mixed precision the device has for `training.bf16`.
     `lr_by_name`: parameters whose name contains a key train at its rate instead of `lr`."""
     import deepspeed
     from transformers import get_linear_schedule_with_warmup
 
+    from ..device import get_device, mixed_precision
+
+    device = get_device()
     micro, accumulation = batch_layout(tcfg, world)
-    cfg = dict(single_rank_config(ds_config, world), train_batch_size=tcfg.batch_size,
-               train_micro_batch_size_per_gpu=micro, gradient_accumulation_steps=accumulation)
+    cfg = dict(with_mixed_precision(single_rank_config(ds_config, world), mixed_precision(device, tcfg.bf16)),
+               train_batch_size=tcfg.batch_size, train_micro_batch_size_per_gpu=micro,
+               gradient_accumulation_steps=accumulation)
     rates = {k: v for k, v in (lr_by_name or {}).items() if v}
     by_rate: dict[tuple[float, bool], list] = {}
     for n, p in model.named_parameters():
@@ -90,4 +111,6 @@ def build_engine(model, ds_config: dict, tcfg: TrainingConfig, lr: float, total_
                                                            lr_scheduler=scheduler, config=cfg)
     if world == 1 and zero_stage(cfg) == 0:  # nothing to all-reduce: skip flattening every gradient into buckets
         engine.enable_backward_allreduce = False
+    if engine.device != device:
+        raise RuntimeError(f"DeepSpeed placed the engine on {engine.device}, this rank's device is {device}")
     return engine, accumulation

@@ -1,8 +1,8 @@
 """The training loop of one phase on one task, on a DeepSpeed engine.
 
 Speed by design: packed sequences (no compute on padding; models/packing.py), eager attention on CPUs, no gradients
-for frozen parameters (only trainable ones reach the optimizer), optional bf16 autocast. Model selection on the English
-dev set only (selecting on other languages would break zero-shot)."""
+for frozen parameters (only trainable ones reach the optimizer), mixed precision by the engine (device.py). Model
+selection on the English dev set only (selecting on other languages would break zero-shot)."""
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed as dist
 from ..config import ConfigError, ExperimentConfig, TaskSettings
+from ..device import to_device
 from ..evaluation.predict import predict_logits
 from ..models.phase_models import FUSION_PARAMETERS, PhaseArtifact, save_phase
 from ..tasks.collate import collate, feature_length
@@ -127,9 +128,8 @@ class Trainer:
                 step_loss = 0.0
                 for ids in micro_batches(batch_ids, rank, world, accumulation):
                     batch = collate([train[i] for i in ids], self.pad_id)
-                    st["real_tokens"] += int(batch["attention_mask"].sum())
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.bf16):
-                        loss = engine(**batch).loss
+                    st["real_tokens"] += int(batch["attention_mask"].sum())  # counted on the host: no sync
+                    loss = engine(**to_device(batch, engine.device)).loss  # autocast: the engine's torch_autocast
                     engine.backward(loss)
                     engine.step()
                     step_loss += loss.item() / accumulation
