@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed as dist
 from ..config import ConfigError, ExperimentConfig, TaskSettings
-from ..device import to_device
+from ..device import peak_memory, to_device
 from ..evaluation.predict import predict_logits
 from ..models.phase_models import FUSION_PARAMETERS, PhaseArtifact, save_phase
 from ..tasks.collate import collate, feature_length
@@ -164,8 +164,12 @@ class Trainer:
         outcome = TrainOutcome(self.artifact, st["best"], st["best_step"], st["step"], st["train_s"],
                                st["seen"] / train_s, st["losses"])
         metric = next(iter(self.streams.values())).task.metric if not self.multi else "score"
+        peak = peak_memory(engine.device) / 1024 ** 3
+        log.info("%s: %d steps in %.1f s: %.1f examples/s, %.0f tokens/s%s", self.name, outcome.steps, train_s,
+                 outcome.examples_per_s, tokens_all / train_s, f", peak GPU memory {peak:.2f} GiB" if peak else "")
         self.pending.append(({"train/examples_per_s": outcome.examples_per_s,
                               "train/tokens_per_s": tokens_all / train_s,
+                              **({"train/peak_gpu_memory_gib": peak} if peak else {}),
                               f"dev/best_{metric}": outcome.best_dev, "dev/best_step": outcome.best_step},
                              outcome.steps))
         self._flush()
