@@ -11,6 +11,8 @@
 # the training benchmark and Tatoeba over every offline language, printing examples/s, tokens/s,
 # peak GPU memory and wall times. The log is $OUT/gpu_check.log (OUT: the device tool's folder).
 # Budget: about 9 minutes on an H200 (set STEP_S to change each step's limit).
+# Checked without a GPU: UNTIL=install BUNDLE=/tmp/b PYTHON=<fresh venv>/bin/python bash scripts/gpu_check.sh
+# reassembles a bundle built for that Python (gpu_bundle.py --python-version) and installs it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -19,14 +21,16 @@ exec > >(tee "$OUT/gpu_check.log") 2>&1
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 PY=${PYTHON:-python3}
 STEP_S=${STEP_S:-150}
+BUNDLE=${BUNDLE:-.gpu}  # the carried loads
+UNTIL=${UNTIL:-all}  # install: stop once the carried wheels import
 step() { echo; echo "== $1 ($(date +%T))"; }
 timed() { local t0=$SECONDS; timeout "$STEP_S" "$@"; local rc=$?; echo "-- rc=$rc wall=$((SECONDS - t0)) s: $*"; }
 
 step "reassemble the loads"
 B=/tmp/gpu-bundle
 rm -rf "$B" && mkdir -p "$B"
-ls -d .gpu/load*/ || { echo "no .gpu/load* here: build them with scripts/gpu_bundle.py and carry them"; exit 2; }
-for load in .gpu/load*/; do cp -r "$load". "$B"/; done
+ls -d "$BUNDLE"/load*/ || { echo "no $BUNDLE/load* here: build them with scripts/gpu_bundle.py, carry them"; exit 2; }
+for load in "$BUNDLE"/load*/; do cp -r "$load". "$B"/; done
 for first in $(find "$B" -name '*.part00'); do
   base=${first%.part00}
   cat "$base".part* > "$base" && rm "$base".part*
@@ -36,12 +40,14 @@ step "install the carried wheels over the image's packages"
 $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$B"/wheels/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src
 $PY - <<'EOF' || exit 1
-import torch, transformers, adapters, deepspeed, mlflow, faiss
-print("torch", torch.__version__, "| cuda", torch.version.cuda, "|", torch.cuda.get_device_name(0),
-      f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB", "| bf16", torch.cuda.is_bf16_supported())
+import torch, transformers, adapters, deepspeed, mlflow, faiss, datasets, seqeval, adapter_stilts.pipeline
+gpu = (f"{torch.cuda.get_device_name(0)}, {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB, "
+       f"bf16 {torch.cuda.is_bf16_supported()}") if torch.cuda.is_available() else "no GPU"
+print("torch", torch.__version__, "| cuda", torch.version.cuda, "|", gpu)
 print("transformers", transformers.__version__, "| adapters", adapters.__version__, "| deepspeed", deepspeed.__version__,
       "| mlflow", mlflow.__version__, "| faiss", faiss.__version__)
 EOF
+[ "$UNTIL" = install ] && { echo "installed and imported (UNTIL=install)"; exit 0; }
 
 step "data and me5-small from the carried files"
 # where every experiment and the benchmark look (data.local_dir's default), as beside a checkout here
