@@ -81,6 +81,7 @@ NAMED_CASES = [
     (["intermediate.name=bad name!"], "intermediate.name"),
     (["intermediate.adapter=/no/such/adapter"], "intermediate.adapter"),
     (["target.tasks.xnli.languages=[xx]"], "target.tasks.xnli.languages"),
+    (["intermediate.tasks.anli.languages=[de]"], "intermediate.tasks.anli.languages"),  # no translations
     (["target.tasks.nosuchtask.train_size=5"], "target.tasks.nosuchtask"),
     (["intermediate.tasks.nosuchtask.train_size=5"], "intermediate.tasks.nosuchtask"),
     (["intermediate.tasks.anli.train_size=100000000"], "intermediate.tasks.anli.train_size"),

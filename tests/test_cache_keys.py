@@ -56,3 +56,11 @@ def test_whole_model_layers_keep_the_keys_made_before_the_field():
         "name", "max_length", "classifier_pooling"}
     cfg.model.layers = 4
     assert model_part(cfg)["layers"] == 4
+
+
+def test_translated_languages_change_the_intermediate_key_and_english_keys_stay():
+    cfg = load_experiment("demo")
+    settings, data = {"mnli": TaskSettings(train_size=400)}, {"mnli": ["a", "b"]}
+    english = intermediate_key(cfg, "/m", settings, 1e-3, data)
+    assert intermediate_key(cfg, "/m", settings, 1e-3, data, {}) == english  # keys made before still hold
+    assert intermediate_key(cfg, "/m", settings, 1e-3, data, {"mnli": ["en", "de"]}) != english

@@ -33,3 +33,17 @@ def test_rows_sort_by_k_numerically():
     rows = [_ident(pool[:k]).setup() for k in (10, 2, 1)] + [_ident([], strategy="none").setup()]
     names = [r.display_name for r in sorted(rows, key=ResultIdentity.sort_key)]
     assert names == ["none", "t00", "multitask2", "multitask10"]  # not multitask10 before multitask2
+
+
+def test_translated_intermediate_data_is_part_of_the_identity():
+    english, translated = _ident(["mnli"], strategy="each"), _ident(["mnli"], strategy="each",
+                                                                   intermediate_languages=("fr", "en", "de"))
+    assert translated.intermediate_languages == ("de", "en", "fr")
+    assert translated.tags()["id.intermediate_languages"] == "de,en,fr"
+    assert ResultIdentity.from_tags(translated.tags()) == translated
+    assert english.setup() != translated.setup() and translated.setup().intermediate_languages == ("de", "en", "fr")
+    assert translated.columns()["intermediate_languages"] == "de,en,fr"
+    assert english.columns()["intermediate_languages"] == ""
+    # runs tagged before the field existed were English only
+    old = {k: v for k, v in english.tags().items() if k != "id.intermediate_languages"}
+    assert ResultIdentity.from_tags(old) == english and translated.baseline().intermediate_languages == ()

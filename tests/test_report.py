@@ -235,3 +235,26 @@ def _row_of(frame, setup):
     from adapter_stilts.identity import ROW_COLUMNS
 
     return tuple(frame[frame["setup"] == setup].iloc[0][list(ROW_COLUMNS)])
+
+
+def test_translated_intermediate_data_is_its_own_row(store):
+    """The same task trained on translated data is another identity: kept beside its English-only
+    twin in the results table, another row of the report with its own paired gain."""
+    from adapter_stilts.report import Table
+    from adapter_stilts.results_table import ResultsTable, fetch_outcomes, keep_latest, open_client
+
+    frame = build_results(["matrix"], store["uri"], seeds=["2"]).frame
+    ours = frame[frame["setup"].isin(["none", "mnli"]) & (frame["target_task"] == "xnli")]
+    twin = ours[ours["setup"] == "mnli"]
+    translated = twin.assign(intermediate_languages="de,en", run_id=twin["run_id"] + "-tt", started=twin["started"] + 1,
+                             score=twin["score"] + 0.01)
+    both, _ = keep_latest(pd.concat([ours, translated], ignore_index=True))
+    assert set(both["run_id"]) == set(ours["run_id"]) | set(translated["run_id"])  # the later run replaced nothing
+    outcomes = fetch_outcomes(open_client(store["uri"])[0], list(ours["run_id"].unique()))
+    outcomes.update({f"{r}-tt": outcomes[r] for r in twin["run_id"].unique()})
+    table = Table(ResultsTable(both), outcomes, replicates=200)
+    assert [table.label(r) for r in table.rows] == ["adapters: none", "adapters: mnli", "adapters: mnli [de en]"]
+    english, tt = table.rows[1:]
+    assert tt[:7] == english[:7] and tt[7] == "de,en" and table.baseline(tt) == table.rows[0]
+    assert table.cell(tt, "xnli").gain.n_items == N * len(LANGS)  # paired with the none row, with its interval
+    assert "| adapters: mnli [de en] | 1 |" in table.markdown()

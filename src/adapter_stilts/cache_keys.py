@@ -53,16 +53,17 @@ def model_part(cfg: ExperimentConfig, scored_only: bool = False) -> dict:
 
 
 def intermediate_key(cfg: ExperimentConfig, model_path: str, settings: dict[str, TaskSettings], lr: float,
-                     data: dict[str, list[str]]) -> str:
+                     data: dict[str, list[str]], languages: dict[str, list[str]] | None = None) -> str:
     """An intermediate result: the model, mode, adapter, training settings and seed, its tasks with
     their settings and the fingerprints of the very data it trained on; the sampler only where
-    several tasks share the phase."""
+    several tasks share the phase; the languages of the tasks trained on translated data (left out
+    when none is, so keys made before translated data existed still hold)."""
     ic = cfg.intermediate
     return content_key({
         "model": model_part(cfg), "model_path": model_path, "mode": cfg.mode, "adapter": vars(cfg.adapter),
         "training": training_part(cfg), "seed": cfg.seed, "tasks": {t: vars(s) for t, s in settings.items()},
         "lr": lr, "multitask": [ic.sampler, ic.sampler_cap, ic.sampler_temperature, ic.mlm_ratio]
-        if len(settings) > 1 else None, "data": data,
+        if len(settings) > 1 else None, "data": data, **({"languages": languages} if languages else {}),
     })
 
 

@@ -100,7 +100,9 @@ class TaskSettings:
     dev_size: int = bounded(0, ge=0)
     test_size: int = bounded(0, ge=0)
     # target test languages; empty = the benchmark's list (those available), [all] = every language
-    # with data (offline: every language whose files are present)
+    # with data (offline: every language whose files are present). Intermediate tasks: the languages
+    # it trains on, train_size examples each (translated data: mnli_translated; English tasks have en
+    # only); empty = the task's list (those available)
     languages: list[str] = field(default_factory=list)
     epochs: int = bounded(0, ge=0)
     lr: float = bounded(0.0, ge=0.0)

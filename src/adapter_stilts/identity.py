@@ -1,9 +1,10 @@
 """What a result IS, as data: the model (name and number of layers), the mode, how the
 intermediate tasks were used (strategy), the sorted set of intermediate tasks and k = its size,
-the intermediate data budget (training examples), the intermediate and target seeds, and the
-target task. It is written as machine-readable MLflow tags (`id.*`) on every phase run and is the
-key of every table; the display name (anli_plus, multitask3, ...) is derived from it and never
-used as a key, so two different 3-task subsets are two rows, and rows sort by k numerically."""
+the intermediate data budget (training examples), the languages of the intermediate data where it
+was translated, the intermediate and target seeds, and the target task. It is written as
+machine-readable MLflow tags (`id.*`) on every phase run and is the key of every table; the
+display name (anli_plus, multitask3, ...) is derived from it and never used as a key, so two
+different 3-task subsets are two rows, and rows sort by k numerically."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
@@ -27,9 +28,13 @@ class ResultIdentity:
     # a hash of how the target was trained and scored (its sizes and languages, the training
     # settings, the eval seed): results of one setup under two protocols are never paired or merged
     target_settings: str = ""
+    # the languages of the intermediate training data (sorted) where any of it was translated
+    # (translate-train); () = each task in its own language, English: every result made before
+    intermediate_languages: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "intermediate_tasks", tuple(sorted(self.intermediate_tasks)))
+        object.__setattr__(self, "intermediate_languages", tuple(sorted(self.intermediate_languages)))
 
     @property
     def k(self) -> int:
@@ -54,7 +59,7 @@ class ResultIdentity:
     def sort_key(self) -> tuple:
         """Model, layers, mode, then the baseline first, k numerically, strategy, tasks."""
         return (self.model, self.model_layers, self.mode, self.strategy != NO_TASKS, self.k, self.strategy,
-                self.intermediate_tasks, self.intermediate_examples)
+                self.intermediate_tasks, self.intermediate_examples, self.intermediate_languages)
 
     def tags(self) -> dict[str, str]:
         out = {}
@@ -80,17 +85,25 @@ class ResultIdentity:
                    intermediate_tasks=tuple(t for t in get("intermediate_tasks").split(",") if t),
                    intermediate_examples=int(get("intermediate_examples")), intermediate_seed=seed("intermediate_seed"),
                    target_seed=seed("target_seed"), target_task=get("target_task"),
-                   target_settings=tags.get(TAG_PREFIX + "target_settings", ""))
+                   target_settings=tags.get(TAG_PREFIX + "target_settings", ""),
+                   # runs tagged before translated data existed: English only
+                   intermediate_languages=tuple(t for t in tags.get(TAG_PREFIX + "intermediate_languages", "")
+                                                .split(",") if t))
 
     def columns(self) -> dict[str, Any]:
         """The identity as table columns (tasks as one sorted, comma-joined string)."""
         row = asdict(self)
         row["intermediate_tasks"] = ",".join(self.intermediate_tasks)
+        row["intermediate_languages"] = ",".join(self.intermediate_languages)
         row["k"] = self.k
         row["setup"] = self.display_name
         return row
 
 
 IDENTITY_COLUMNS = ("model", "model_layers", "mode", "strategy", "intermediate_tasks", "k", "intermediate_examples",
-                    "intermediate_seed", "target_seed", "target_task", "target_settings", "setup")
-ROW_COLUMNS = ("model", "model_layers", "mode", "strategy", "intermediate_tasks", "k", "intermediate_examples")
+                    "intermediate_languages", "intermediate_seed", "target_seed", "target_task", "target_settings",
+                    "setup")
+ROW_COLUMNS = ("model", "model_layers", "mode", "strategy", "intermediate_tasks", "k", "intermediate_examples",
+               "intermediate_languages")
+# identity columns added after results tables were written, and the value such a table means by their absence
+LATER_COLUMNS = {"intermediate_languages": ""}

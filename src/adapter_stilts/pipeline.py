@@ -63,7 +63,7 @@ from .models.reuse import check_adapter_spec, fetch_adapter
 from .results_table import PARAMETERS_TAG, ResultsError
 from .resume import RunState, config_key
 from .summary import log_summary
-from .tasks.data import TaskData, load_task_data, resolve_source
+from .tasks.data import TaskData, intermediate_languages, load_task_data, resolve_source
 from .tasks.families import family_of
 from .tasks.lookup import get_task
 from .tasks.readers import DataError
@@ -343,7 +343,8 @@ class StiltsRecipe:
         return intermediate_key(self.cfg, self.base, {t: self.settings[t] for t in tasks},
                                 self._intermediate_settings(tasks).lr,
                                 {t: [fingerprint(self.features[t]["train"]), fingerprint(self.features[t]["dev"])]
-                                 for t in tasks})
+                                 for t in tasks},
+                                {t: list(self.data[t].train_languages) for t in tasks if self.data[t].translated})
 
     def train_intermediate(self, name: str, task_names: list[str]) -> PhaseArtifact:
         """English intermediate training: one task, or several at once (one shared adapter or
@@ -564,6 +565,7 @@ class StiltsRecipe:
             model=self.cfg.model.name, model_layers=self.model_layers, mode=self.cfg.mode, strategy=setup.strategy,
             intermediate_tasks=setup.tasks,
             intermediate_examples=sum(len(self.data[t].train) for t in setup.tasks) if trained else 0,
+            intermediate_languages=intermediate_languages([self.data[t] for t in setup.tasks]) if trained else (),
             intermediate_seed=self.cfg.seed if trained else None,
             target_seed=self.cfg.seed if target_task else None, target_task=target_task,
             target_settings=target_settings_hash(self.cfg, target_task, get_task(target_task).trains)

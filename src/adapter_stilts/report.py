@@ -101,19 +101,21 @@ class Table:
 
     @staticmethod
     def _row_order(row: tuple):
-        model, layers, mode, strategy, tasks, k, budget = row
-        return model, layers, mode, strategy != NO_TASKS, k, strategy, tasks, budget
+        model, layers, mode, strategy, tasks, k, budget, languages = row
+        return model, layers, mode, strategy != NO_TASKS, k, strategy, tasks, budget, languages
 
     def label(self, row: tuple) -> str:
-        model, layers, mode, strategy, tasks, k, budget = row
+        model, layers, mode, strategy, tasks, k, budget, languages = row
         name = self.names[row]
         if k > 1 and strategy != "given":
             name += f" ({tasks.replace(',', ', ')})"
+        if languages:  # translated intermediate data: the same tasks in other languages are another row
+            name += f" [{languages.replace(',', ' ')}]"
         short = model.rstrip("/").rsplit("/", 1)[-1] if model.startswith(("/", ".")) else model
         return (f"[{short} L{layers}] " if self.multi_model else "") + f"{mode}: {name}"
 
     def baseline(self, row: tuple) -> tuple | None:
-        base = (*row[:3], NO_TASKS, "", 0, 0)
+        base = (*row[:3], NO_TASKS, "", 0, 0, "")
         return base if row[3] != NO_TASKS and base in self.data else None
 
     def missing(self, row: tuple) -> list[str]:

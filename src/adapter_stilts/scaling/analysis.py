@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.bootstrap import LEVEL
-from ..identity import IDENTITY_COLUMNS
+from ..identity import IDENTITY_COLUMNS, LATER_COLUMNS
 from . import fits
 from .gains import SIZE, XTREME, Curves, compute_gains
 
@@ -48,6 +48,8 @@ def load_rows(study: str, source: str | Path | None = None) -> tuple[pd.DataFram
                                for f in files], ignore_index=True)
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise AnalysisError(f"--from {folder}: unreadable CSV ({e})") from None
+        for column, value in LATER_COLUMNS.items():  # cells written before the column existed
+            frame[column] = frame[column].fillna(value) if column in frame else value
         missing = [c for c in (*IDENTITY_COLUMNS, "language", "score", "run_id") if c not in frame.columns]
         if missing:
             raise AnalysisError(f"--from {folder}: the cells' CSV files lack columns {', '.join(missing)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import REPO_ROOT, ConfigError, DataConfig, TaskSettings
 from .readers import DataError
-from .registry import Task
+from .registry import TASKS, Task
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ class TaskData:
     # language -> each test item's position in its language's whole test split, where a subset was drawn
     # (the prediction files' sidecar: an outside scorer lines them up with the gold)
     test_positions: dict[str, list[int]] = field(default_factory=dict)
+    train_languages: tuple[str, ...] = ()  # the languages of `train` (an intermediate task's `languages`)
+
+    @property
+    def translated(self) -> bool:
+        """Trained on more than (or other than) the task's own language: translate-train data."""
+        return self.train_languages not in ((), (self.task.train_language,))
 
 
 def subset_positions(n_items: int, n: int, seed: int) -> list[int] | None:
@@ -68,29 +74,58 @@ def available_languages(task: Task, source: DataSource) -> tuple[str, ...]:
 ALL_LANGUAGES = "all"
 
 
+def _named_languages(task: Task, settings: TaskSettings, source: DataSource, role: str) -> list[str] | None:
+    """The languages `languages` names ([all]: every language with data), checked against the data;
+    None when it names none (the caller's default)."""
+    available = available_languages(task, source)
+    if settings.languages == [ALL_LANGUAGES]:
+        return list(available)
+    unknown = [lang for lang in settings.languages if lang not in available]
+    if unknown:
+        where = "offline in " + str(source.root) if source.kind == "local" else "in the benchmark"
+        translated = sorted(t.name for t in TASKS.values() if t.has_translations)
+        hint = f" (translated training data: {', '.join(translated)})" if role == "intermediate" and translated else ""
+        raise DataError(f"{role}.tasks.{task.name}.languages: {', '.join(unknown)} not available {where}; "
+                        f"available: {', '.join(available)}{hint}")
+    return list(settings.languages) or None
+
+
 def test_languages(task: Task, settings: TaskSettings, source: DataSource, benchmark: str = "xtreme") -> list[str]:
     """The languages a target task is tested in: the experiment's list; by default the benchmark's
     list (those with data); `[all]`: every language with data. As in XTREME, the benchmark lists
     include English, so the task average is the official one (the mean over all its languages)."""
     from .benchmarks import BENCHMARKS
 
+    named = _named_languages(task, settings, source, "target")
+    if named is not None:
+        return named
     available = available_languages(task, source)
-    if settings.languages == [ALL_LANGUAGES]:
-        return list(available)
-    if not settings.languages:
-        listed = BENCHMARKS.get(benchmark, {}).get(task.name) or available
-        missing = [lang for lang in listed if lang not in available]
-        if missing:
-            log.info("%s: %s languages without data in %s: %s", task.name, benchmark, source.describe(),
-                     " ".join(missing))
-        return [lang for lang in listed if lang in available]
-    langs = settings.languages
-    unknown = [lang for lang in langs if lang not in available]
-    if unknown:
-        where = "offline in " + str(source.root) if source.kind == "local" else "in the benchmark"
-        raise DataError(f"target.tasks.{task.name}.languages: {', '.join(unknown)} not available {where}; "
-                        f"available: {', '.join(available)}")
-    return langs
+    listed = BENCHMARKS.get(benchmark, {}).get(task.name) or available
+    missing = [lang for lang in listed if lang not in available]
+    if missing:
+        log.info("%s: %s languages without data in %s: %s", task.name, benchmark, source.describe(),
+                 " ".join(missing))
+    return [lang for lang in listed if lang in available]
+
+
+def training_languages(task: Task, settings: TaskSettings, source: DataSource) -> tuple[str, ...]:
+    """The languages an intermediate task trains on, its own first: `languages` ([all]: every language
+    with data); by default the task's list (those with data). English tasks have only English; a task
+    with translated training data (e.g. mnli_translated) has English and its translations."""
+    langs = _named_languages(task, settings, source, "intermediate")
+    if langs is None:
+        available = available_languages(task, source)
+        langs = [lang for lang in task.languages if lang in available] or [task.train_language]
+    return tuple(sorted(set(langs), key=lambda lang: (lang != task.train_language, lang)))
+
+
+def intermediate_languages(data: list[TaskData]) -> tuple[str, ...]:
+    """The languages an intermediate setup trained on (sorted, over its tasks) when any of its tasks
+    trained on translated data; () when each trained in its own language only (English): the value
+    of every result made before translated data existed."""
+    if not any(d.translated for d in data):
+        return ()
+    return tuple(sorted({lang for d in data for lang in d.train_languages}))
 
 
 def bind_labels(task: Task, train: list[dict]) -> Task:
@@ -118,17 +153,22 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
             raise DataError(f"{task.name}: the {split} split for '{lang}' is empty ({source.describe()})")
         return examples
 
-    def sized(split: str, size: int, draw_seed: int) -> list[dict]:
-        examples = load(split, task.train_language)
+    def sized(split: str, size: int, draw_seed: int, lang: str = task.train_language) -> list[dict]:
+        examples = load(split, lang)
         if size > len(examples):  # a test split may be smaller in some languages: all of it is scored
             # a setting to fix, not missing data: intermediate.skip_missing must not leave the task out
+            where = f" in {lang}" if lang != task.train_language else ""
             raise ConfigError(f"{role}.tasks.{task.name}.{split}_size: {size} is more than the {len(examples)} "
-                            f"examples of its {split} split ({source.describe()}); 0 = the whole split")
+                              f"examples of its {split} split{where} ({source.describe()}); 0 = the whole split")
         return subset(examples, size, draw_seed)
 
     data = TaskData(task)
     if task.trains:
-        data.train = sized("train", settings.train_size, seed)
+        # translated training data: `train_size` examples per language (parallel files give the same items
+        # in each language); the dev split that selects checkpoints stays in the task's own language
+        data.train_languages = (training_languages(task, settings, source) if role == "intermediate"
+                                else (task.train_language,))
+        data.train = [e for lang in data.train_languages for e in sized("train", settings.train_size, seed, lang)]
         data.dev = sized("dev", settings.dev_size, eval_seed)
         data.task = bind_labels(task, data.train)
     if role == "target":
@@ -140,6 +180,7 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
                 data.test_positions[lang] = keep
             if not task.trains and "dev" in task.splits:
                 data.test_dev[lang] = load("dev", lang)
-    log.info("%s: %d train, %d dev, %d test languages (%s)", task.name, len(data.train), len(data.dev),
-             len(data.test), source.describe())
+    log.info("%s: %d train%s, %d dev, %d test languages (%s)", task.name, len(data.train),
+             f" (in {' '.join(data.train_languages)})" if data.translated else "", len(data.dev), len(data.test),
+             source.describe())
     return data

@@ -50,13 +50,19 @@ def task_rows(source: DataSource) -> list[TaskRow]:
 
 
 def format_rows(rows: list[TaskRow], source: DataSource) -> str:
-    head = (f"{'task':14} {'kind':15} {'role':12} {'metric':14} {'XTREME':>6} {'XTR-R':>5} {'offline':14} "
+    w = max([14, *(len(r.task.name) for r in rows)])
+    head = (f"{'task':{w}} {'kind':15} {'role':12} {'metric':14} {'XTREME':>6} {'XTR-R':>5} {'offline':14} "
             f"languages with local data")
     lines = [f"Data: {source.describe()}", head, "-" * len(head)]
     for r in rows:
         t = r.task
         langs = " ".join(r.offline_languages) if len(r.offline_languages) <= 16 else \
             f"{len(r.offline_languages)}: " + " ".join(r.offline_languages[:16]) + " ..."
-        lines.append(f"{t.name:14} {t.family:15} {t.role:12} {t.metric:14} {r.xtreme or '-':>6} {r.xtreme_r or '-':>5} "
-                     f"{r.offline:14} {langs}")
+        lines.append(f"{t.name:{w}} {t.family:15} {t.role:12} {t.metric:14} {r.xtreme or '-':>6} "
+                     f"{r.xtreme_r or '-':>5} {r.offline:14} {langs}")
+    # what the translated data is says whether a target is still zero-shot: print it with the rows
+    translated = [r.task for r in rows if r.task.has_translations]
+    if translated:
+        lines += ["", "Translated training data (intermediate.tasks.<task>.languages; languages above: English and "
+                      "its translations):"] + [f"  {t.name}: {t.description}" for t in translated]
     return "\n".join(lines)

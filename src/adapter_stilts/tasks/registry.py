@@ -36,6 +36,11 @@ class Task:
     def trains(self) -> bool:
         return self.family != "retrieval"
 
+    @property
+    def has_translations(self) -> bool:
+        """An intermediate task with training data in more languages than its own (translate-train)."""
+        return self.role == "intermediate" and len(self.languages) > 1
+
 
 TASKS: dict[str, Task] = {}
 

@@ -10,17 +10,19 @@ from ..readers import DataError
 DEV_EVERY = 10  # tasks with a single labelled file hold out every 10th example as their dev split
 
 
-def hub_split(path: str, config: str | None, split: str):
-    """Load a split from the Hugging Face Hub with a clear message when that is impossible."""
+def hub_split(path: str, config: str | None, split: str, **options):
+    """Load a split from the Hugging Face Hub (or, with `data_files`, published files through one of
+    the datasets library's builders) with a clear message when that is impossible."""
     import datasets
 
     try:
-        return datasets.load_dataset(path, config, split=split)
+        return datasets.load_dataset(path, config, split=split, **options)
     except Exception as e:  # offline, unknown id, gated: all surface as different exception types
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1"
         why = "the Hub is unreachable (offline mode is on)" if offline else f"{type(e).__name__}: {e}"
+        what = f"Hub dataset '{path}'" if "data_files" not in options else f"'{options['data_files']}' ({path})"
         raise DataError(
-            f"cannot load Hub dataset '{path}' (config {config!r}, split {split!r}): {why}. "
+            f"cannot load {what} (config {config!r}, split {split!r}): {why}. "
             f"Use data.source=local with data.local_dir pointing at local files instead."
         ) from None
 
