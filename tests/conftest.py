@@ -3,6 +3,7 @@ data folder, and experiment files written for a test."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -110,10 +111,12 @@ def run_cli(args: list[str], tmp_path: Path, launcher: list[str] | None = None, 
 
 def start_cli(args: list[str], tmp_path: Path, launcher: list[str] | None = None, env: dict | None = None,
               log: Path | None = None) -> subprocess.Popen:
-    """Start `run.py` in its own process group (so a test can SIGKILL all of it)."""
+    """Start `run.py` in its own process group (so a test can SIGKILL all of it), with Ctrl-C's
+    default action even when pytest itself was started in the background (where SIGINT is ignored)."""
     cmd, full_env = cli_command(args, tmp_path, launcher, env)
     out = open(log or os.devnull, "w")
-    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def mlflow_runs(tmp_path: Path):
