@@ -34,7 +34,7 @@ def test_loads_fit_the_limit_and_parts_reassemble(tmp_path):
     script = (REPO / "scripts" / "gpu_check.sh").read_text()
     start = script.index('B=/tmp/gpu-bundle')
     block = script[start: script.index("done", script.index("for first in")) + 4]
-    block = block.replace("B=/tmp/gpu-bundle", f"B={tmp_path / 'bundle'}")
+    block = block.replace("B=/tmp/gpu-bundle", f"BUNDLE=.gpu B={tmp_path / 'bundle'}")
     subprocess.run(["bash", "-c", block], cwd=tmp_path, check=True, capture_output=True)
     assert (tmp_path / "bundle" / "me5" / "weights.zip").read_bytes() == big
     assert sorted(p.name for p in (tmp_path / "bundle").glob("*.whl")) == [f"w{i}.whl" for i in range(5)]
