@@ -64,3 +64,21 @@ def test_translated_languages_change_the_intermediate_key_and_english_keys_stay(
     english = intermediate_key(cfg, "/m", settings, 1e-3, data)
     assert intermediate_key(cfg, "/m", settings, 1e-3, data, {}) == english  # keys made before still hold
     assert intermediate_key(cfg, "/m", settings, 1e-3, data, {"mnli": ["en", "de"]}) != english
+
+
+def test_targets_with_the_same_training_data_share_a_training_key():
+    from adapter_stilts.cache_keys import target_training_key
+    from adapter_stilts.tasks.lookup import get_task
+
+    cfg = load_experiment("demo")
+
+    def key(task: str, **settings) -> str:
+        t = get_task(task)
+        return target_training_key(cfg, "inter", t.train_data or t.name, [t.family, list(t.labels)],
+                                   TaskSettings(**settings), data=["train", "dev"])
+
+    assert get_task("xquad").train_data == get_task("mlqa").train_data == "squad"
+    assert key("xquad") == key("mlqa") != key("tydiqa")
+    # what a target is scored on does not decide its training; what it trains on does
+    assert key("xquad", test_size=5, languages=["de"]) == key("mlqa")
+    assert key("xquad", train_size=5) != key("mlqa") and key("xquad", max_length=384) != key("mlqa")

@@ -207,3 +207,46 @@ def test_bf16_only_where_the_cpu_has_it(monkeypatch):
         assert cfg.training.bf16
         resolve_bf16(cfg)
         assert cfg.training.bf16 is native
+
+
+def _qa_experiment(write_experiment, name: str, targets: list[str], cache: bool = True) -> Path:
+    """XQuAD and/or MLQA on the tiny encoder, no intermediate task (the baseline arm only)."""
+    qa = {"train_size": 24, "dev_size": 8, "test_size": 6, "languages": ["de"], "max_length": 64}
+    exp = write_experiment({"name": name, "tracking": {"cache": cache}}, name=f"{name}.yaml")
+    raw = yaml.safe_load(exp.read_text())
+    raw["intermediate"]["tasks"] = {}
+    raw["target"]["tasks"] = {t: qa for t in targets}
+    exp.write_text(yaml.safe_dump(raw))
+    return exp
+
+
+def test_targets_trained_on_the_same_data_train_once(write_experiment, tmp_path):
+    _check(run_cli(["--exp", str(_qa_experiment(write_experiment, "shared", ["xquad", "mlqa"]))], tmp_path))
+    # MLQA trained on its own (no cache: its training key is the shared one), with the same seed
+    _check(run_cli(["--exp", str(_qa_experiment(write_experiment, "alone", ["mlqa"], cache=False))], tmp_path))
+    client, runs = _runs(tmp_path)
+    by = {(r.data.tags.get("experiment"), r.info.run_name): r for r in runs}
+    xquad, mlqa, alone = by["shared", "target/xquad/none"], by["shared", "target/mlqa/none"], by["alone",
+                                                                                                  "target/mlqa/none"]
+    # one training in the cell, logged in the run of the first target that needed it (mlqa: the
+    # experiment file lists the targets in alphabetical order)
+    losses = {name: [m.value for m in client.get_metric_history(r.info.run_id, "train/loss")]
+              for name, r in (("xquad", xquad), ("mlqa", mlqa), ("alone", alone))}
+    assert losses["mlqa"] and losses["xquad"] == []
+    assert xquad.data.tags["trained_in_run"] == mlqa.data.tags["trained_in_run"] == mlqa.info.run_id
+    assert xquad.data.tags["training_key"] == mlqa.data.tags["training_key"]
+    assert xquad.data.tags["training_shared_by"] == "mlqa,xquad" and xquad.data.tags["cache"] == "miss"
+    assert "dev/best_f1" in mlqa.data.metrics and "dev/best_f1" not in xquad.data.metrics
+    # ... and exactly what training MLQA alone gives: the same loss curve, checkpoint and scores
+    assert alone.data.tags["trained_in_run"] == alone.info.run_id
+    assert losses["alone"] == losses["mlqa"]
+    assert alone.data.metrics["dev/best_f1"] == mlqa.data.metrics["dev/best_f1"]
+    assert alone.data.metrics["dev/best_step"] == mlqa.data.metrics["dev/best_step"]
+    scores = {k: v for k, v in mlqa.data.metrics.items() if k.startswith(("test/", "n_items/"))}
+    assert scores and scores == {k: v for k, v in alone.data.metrics.items() if k.startswith(("test/", "n_items/"))}
+    assert {k for k in xquad.data.metrics if k.startswith("test/")} == {"test/de/f1", "test/de/exact_match",
+                                                                         "test/avg/f1", "test/avg/exact_match"}
+    shared_preds, alone_preds = (Path(client.download_artifacts(r.info.run_id, "predictions/mlqa/test-de.json",
+                                                                str(tmp_path / name)))
+                                 for name, r in (("s", mlqa), ("a", alone)))
+    assert shared_preds.read_text() == alone_preds.read_text()

@@ -19,13 +19,17 @@ TRAINING_OTHER_FIELDS = ("micro_batch_size", "packing", "log_every", "deepspeed"
                          "keep_checkpoints")
 MODEL_RESULT_FIELDS = ("name", "layers", "dropout", "max_length", "classifier_pooling")
 MODEL_OTHER_FIELDS = ("attention",)  # the attention kernel computes the same softmax
+# a target task's settings: what decides its training, and what only decides how it is scored
+TARGET_TRAINING_SETTINGS = ("train_size", "dev_size", "epochs", "lr", "max_length")
+TARGET_SCORING_SETTINGS = ("test_size", "languages")
 
 
 def undeclared_fields() -> set[str]:
-    """Fields of the training and model sections in neither list (must stay empty)."""
+    """Fields of the training and model sections and of a task's settings in neither list (must stay empty)."""
     training = {f.name for f in fields(TrainingConfig)} ^ {*TRAINING_RESULT_FIELDS, *TRAINING_OTHER_FIELDS}
     model = {f.name for f in fields(ModelConfig)} ^ {*MODEL_RESULT_FIELDS, *MODEL_OTHER_FIELDS}
-    return {f"training.{n}" for n in training} | {f"model.{n}" for n in model}
+    task = {f.name for f in fields(TaskSettings)} ^ {*TARGET_TRAINING_SETTINGS, *TARGET_SCORING_SETTINGS}
+    return {f"training.{n}" for n in training} | {f"model.{n}" for n in model} | {f"tasks.<task>.{n}" for n in task}
 
 
 def content_key(parts: dict) -> str:
@@ -75,11 +79,23 @@ def target_settings_hash(cfg: ExperimentConfig, task: str, trains: bool) -> str:
                         "retrieval": None if trains else vars(cfg.retrieval)})[:12]
 
 
+def target_training_key(cfg: ExperimentConfig, inter_key: str, trained_on: str, head: list, settings: TaskSettings,
+                        **specific) -> str:
+    """A trained target (adapter or encoder, with its head), keyed by what it was trained on, not by
+    the target it is scored as: the intermediate result it starts from, the data it trains on
+    (`trained_on`: a task's `train_data`, or its own name), the head's shape, mode, model, the
+    task's training settings, plus seed, adapter, training settings and data fingerprints. XQuAD
+    and MLQA (both trained on SQuAD with the same settings) get one key: trained once, scored twice."""
+    return content_key({"intermediate": inter_key, "trained_on": trained_on, "head": head, "mode": cfg.mode,
+                        "model": model_part(cfg),
+                        "settings": {k: getattr(settings, k) for k in TARGET_TRAINING_SETTINGS}, **specific})
+
+
 def target_key(cfg: ExperimentConfig, inter_key: str, task: str, settings: TaskSettings, scored_only: bool = False,
                **specific) -> str:
-    """A target result: the intermediate result it starts from, the task and its settings, mode and
-    model, plus what is specific to how it is obtained (trained: seed, adapter, training settings
-    and data fingerprints; scored by retrieval: the retrieval settings and test data).
+    """A target result (its scores): the intermediate result it starts from, the task and its
+    settings, mode and model, plus what is specific to how it is obtained (trained: the trained
+    target's key and the test data; scored by retrieval: the retrieval settings and test data).
 
     `scored_only`: scored with the phase-2 encoder as it is, dropout off: mode and dropout matter
     only through the intermediate result, whose key has them, so `full-*` experiments reuse the

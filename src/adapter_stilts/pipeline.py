@@ -27,6 +27,7 @@ from .cache_keys import (
     model_part,
     target_key,
     target_settings_hash,
+    target_training_key,
     training_part,
 )
 from .config import ConfigError, ExperimentConfig, TaskSettings, flatten
@@ -145,9 +146,13 @@ def check_writable(folder: Path) -> None:
 
 
 class StiltsRecipe:
-    def __init__(self, cfg: ExperimentConfig, tags: dict | None = None):
+    def __init__(self, cfg: ExperimentConfig, tags: dict | None = None, share_training: bool = True):
         self.cfg = cfg
         self.extra_tags = tags or {}  # on the invocation's parent run (a study's cell names itself)
+        # targets with the same train_data and settings share one trained target (off: each trains
+        # its own, e.g. to measure what sharing saves: bench/throughput.py --mode cell)
+        self.share_training = share_training
+        self._loaded: tuple[Path, object] | None = None  # the last trained target loaded for scoring
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -279,12 +284,15 @@ class StiltsRecipe:
         for s in intermediate_setups(cfg):
             self.setups[s.name] = s
             inter, setup = self.intermediate(s), s.name
-            for name in cfg.target.tasks:
+            trainings, order = self._training_keys(setup, inter), list(cfg.target.tasks)
+            shared = {name: [n for n in order if trainings.get(n) == key] for name, key in trainings.items()}
+            for name in sorted(order, key=lambda n: order.index(shared.get(n, [n])[0])):
                 task = self.data[name].task  # with its label set bound (open-set tasks read it from data)
-                if task.trains:
-                    self.train_target(task, setup, inter)
+                if task.trains:  # targets sharing a training run one after the other: it is loaded once
+                    self.train_target(task, setup, inter, trainings[name], shared[name])
                 else:
                     self.score_retrieval(task, setup, inter)
+            self._loaded = None
         self.parent.log_new_metrics({"wall_time_s": time.time() - t0})  # of the first attempt to get here
         if dist.is_main():  # a view of this invocation's rows of the results table, read back from the store
             try:
@@ -384,42 +392,101 @@ class StiltsRecipe:
         record = self._memoised(unit, "intermediate", key, tags, train, reuse, intact)
         return PhaseArtifact(Path(record["artifact"]), self.cfg.mode, name)
 
-    def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
-        """Phase 3: English training on top of the intermediate result, then zero-shot tests."""
-        unit = f"target/{task.name}/{setup}"
-        feats = self.features[task.name]
+    def _training_keys(self, setup: str, inter: PhaseArtifact | None) -> dict[str, str]:
+        """Each trained target task's training key (cache_keys.target_training_key): equal keys
+        train once."""
+        cfg, keys = self.cfg, {}
         # fusion layers train at their own rate; no other setup's key gets the part
-        fused = {"fusion_lr": self.cfg.intermediate.fusion_lr} if inter and inter.fusion_members else {}
-        key = self._target_key(task, setup, frozen=self.cfg.intermediate.frozen_in_target, seed=self.cfg.seed,
-                               adapter=vars(self.cfg.adapter), training=training_part(self.cfg),
-                               data=[fingerprint(feats["train"]), fingerprint(feats["dev"]),
-                                     {lang: fingerprint(f) for lang, f in feats["test"].items()}], **fused)
-        tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
+        fused = {"fusion_lr": cfg.intermediate.fusion_lr} if inter and inter.fusion_members else {}
+        for name in cfg.target.tasks:
+            task, feats = self.data[name].task, self.features[name]
+            if not task.trains:
+                continue
+            trained_on = task.train_data if self.share_training and task.train_data else task.name
+            keys[name] = target_training_key(
+                cfg, self.inter_keys[setup], trained_on, [task.family, list(task.labels)], self.settings[name],
+                frozen=cfg.intermediate.frozen_in_target, seed=cfg.seed, adapter=vars(cfg.adapter),
+                training=training_part(cfg), data=[fingerprint(feats["train"]), fingerprint(feats["dev"])], **fused)
+        return keys
 
-        def train(run: RunHandle) -> Computed:
-            seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
-            model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
+    def train_target(self, task: Task, setup: str, inter: PhaseArtifact | None, training_key: str,
+                     shared_by: list[str]) -> None:
+        """Phase 3: English training on top of the intermediate result (once for all the targets
+        that share `training_key`), then zero-shot tests."""
+        unit = f"target/{task.name}/{setup}"
+        feats = self.features[task.name]["test"]
+        key = self._target_key(task, setup, trained=training_key,
+                               data={lang: fingerprint(f) for lang, f in feats.items()})
+        tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key,
+                "training_key": training_key, "training_shared_by": ",".join(shared_by)}
+
+        def score(run: RunHandle) -> Computed:
+            trained = self._trained_target(task, setup, inter, training_key, shared_by, run)
+            best = self._model_for_scoring(trained, inter)
             out = self.out / "target" / setup / task.name
-            outcome = self._fit(model, task, self.cfg.target.tasks[task.name], run, out)
-            del model
-            best = trained_model(self.base, self.cfg.mode, outcome.artifact, inter)
-            feats, data = self.features[task.name]["test"], self.data[task.name].test
+            data = self.data[task.name].test
             mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
             per_lang = self._gather(zero_shot_eval(best, task, mine, self.tokenizer.pad_token_id,
                                                    self.cfg.training.bf16, out / "predictions",
                                                    positions=self.data[task.name].test_positions))
             self._record(run, task, setup, per_lang)
             outcomes = self._log_outcomes(run, task, per_lang, out)
+            run.log_artifacts(out / "predictions", "predictions")
+            if dist.is_main():
+                write_manifest(out / "predictions", MANIFEST)  # the cached result is the predictions
+            scores = {"results": per_lang, "english_dev": trained["english_dev"]}
+            return Computed(out / "predictions", scores, scores, [outcomes])
+
+        self._memoised(unit, "target", key, tags, score, self._reuse_target(task, setup, unit))
+
+    def _trained_target(self, task: Task, setup: str, inter: PhaseArtifact | None, key: str, shared_by: list[str],
+                        run: RunHandle) -> dict:
+        """The trained target of `key`, trained in `run` (the run of the first target that needs it:
+        its training curve, dev scores and model are logged there) unless an earlier attempt or, via
+        the cache, any experiment already trained it. Every target run names the run that trained it."""
+        trained_on = task.train_data if len(shared_by) > 1 else task.name
+        unit, name = f"target_training/{setup}/{trained_on}", task.name
+        out = self.out / "target" / setup / trained_on  # a target's own folder unless shared
+
+        def intact(done: dict) -> bool:
+            if PhaseArtifact(Path(done["artifact"]), self.cfg.mode, done["name"]).intact():
+                return True
+            log.warning("%s: the saved result in %s is truncated or corrupt; training it again", unit, done["artifact"])
+            return False
+
+        def reuse(_: RunHandle, entry: CacheEntry) -> dict:
+            log.info("%s: reusing the trained target %s (run %s of experiment '%s')", unit, entry.path,
+                     entry.meta.get("run_id"), entry.meta.get("experiment"))
+            return {"artifact": str(entry.path), "name": entry.meta["name"], "english_dev": entry.meta["english_dev"],
+                    "run_id": entry.meta["run_id"]}
+
+        def train(run: RunHandle) -> Computed:
+            seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
+            model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
+            outcome = self._fit(model, task, self.cfg.target.tasks[name], run, out)
+            del model
+            best = self._model_for_scoring(outcome.artifact, inter)
             if self.cfg.mode == "adapters" or self.cfg.tracking.log_full_target_models:
                 run.log_artifacts(outcome.artifact.path, "model")
             # beside the result folder, not in it: its manifest (checked by the cache) lists the trained files only
-            if (setup_dir := export_setup(best, out.with_name(f"{task.name}.adapter_setup"))) is not None:
+            if (setup_dir := export_setup(best, out.with_name(f"{name}.adapter_setup"))) is not None:
                 run.log_artifacts(setup_dir, "adapter_setup")  # save_adapter_setup format, for publishing
-            run.log_artifacts(out / "predictions", "predictions")
-            scores = {"results": per_lang, "english_dev": outcome.best_dev}
-            return Computed(outcome.artifact.path, scores, scores, [outcomes], checkpoints=out)
+            record = {"artifact": str(outcome.artifact.path), "name": name, "english_dev": outcome.best_dev,
+                      "run_id": run.run_id}
+            return Computed(outcome.artifact.path, record, {**record, "tasks": shared_by}, checkpoints=out)
 
-        self._memoised(unit, "target", key, tags, train, self._reuse_target(task, setup, unit))
+        record = self._memoised(unit, "target_training", key, {}, train, reuse, intact, in_run=run)
+        run.set_tags({"trained_in_run": record["run_id"] or ""})
+        return {**record, "artifact": PhaseArtifact(Path(record["artifact"]), self.cfg.mode, record["name"])}
+
+    def _model_for_scoring(self, trained: PhaseArtifact | dict, inter: PhaseArtifact | None):
+        """A trained target loaded for inference, kept while the targets sharing it are scored."""
+        trained = trained["artifact"] if isinstance(trained, dict) else trained
+        if self._loaded is None or self._loaded[0] != trained.path:
+            self._loaded = None
+            devices.release_memory(devices.get_device())
+            self._loaded = (trained.path, trained_model(self.base, self.cfg.mode, trained, inter))
+        return self._loaded[1]
 
     def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
@@ -470,24 +537,27 @@ class StiltsRecipe:
         return reuse
 
     def _memoised(self, unit: str, kind: str, key: str, tags: dict, compute: Callable[[RunHandle], Computed],
-                  reuse: Callable[[RunHandle, CacheEntry], dict], valid: Callable[[dict], bool] = lambda done: True
-                  ) -> dict:
+                  reuse: Callable[[RunHandle, CacheEntry], dict], valid: Callable[[dict], bool] = lambda done: True,
+                  in_run: RunHandle | None = None) -> dict:
         """The one protocol of every unit of work (an intermediate phase, a target's training and
         scoring, a retrieval scoring): finished in an earlier attempt of this invocation (and still
         `valid`)? Its record. Else, holding the cache's claim on the key (so no other process
         computes it at the same time): a cached result under the same content key is reused in a
         child run; or the unit is computed in a child run and stored. Either way it is recorded as
-        done in state.json, and a computed unit's checkpoints are discarded (resuming skips it)."""
+        done in state.json, and a computed unit's checkpoints are discarded (resuming skips it).
+        `in_run`: a unit with no child run of its own (a target's training, done in the run of the
+        first target that needs it); its cache tags are prefixed with its kind."""
         if (done := self.state.done(unit)) and valid(done):
             log.info("%s: finished in an earlier attempt, skipping", unit)
             return done
         computed = None
         with self.cache.claim(kind, key):
             if self.cfg.tracking.cache and (entry := self.cache.lookup(kind, key, MANIFEST)):
-                with self._unit(unit, {**tags, "cache": "hit", "reused_from_run": entry.meta.get("run_id", "")}) as run:
+                with self._run_of(unit, in_run, {**tags, "cache": "hit",
+                                                 "reused_from_run": entry.meta.get("run_id", "")}) as run:
                     record = reuse(run, entry)
             else:
-                with self._unit(unit, {**tags, "cache": "miss"}) as run:
+                with self._run_of(unit, in_run, {**tags, "cache": "miss"}) as run:
                     computed = compute(run)
                     self.cache.store(kind, key, computed.result,
                                      {"run_id": run.run_id, "experiment": self.cfg.name, **computed.meta},
@@ -497,6 +567,12 @@ class StiltsRecipe:
         if computed is not None and computed.checkpoints is not None:
             checkpoints_of(computed.checkpoints).discard()
         return record
+
+    def _run_of(self, unit: str, in_run: RunHandle | None, tags: dict):
+        if in_run is None:
+            return self._unit(unit, tags)
+        in_run.set_tags({f"{unit.split('/')[0]}_{k}": v for k, v in tags.items()})
+        return contextlib.nullcontext(in_run)
 
     # ------------------------------------------------------------------ helpers
     def _fit(self, model, tasks: Task | list[Task], settings: TaskSettings, run: RunHandle, out: Path,
@@ -509,8 +585,8 @@ class StiltsRecipe:
                         **{f"task.{k}": v for k, v in flatten(vars(settings)).items()}})
         log.info("%s: training %s of %s parameters on %d examples", name or tasks[0].name, f"{trainable:,}",
                  f"{total:,}", n_train)
-        streams = [TaskStream(t, self.features[t.name]["train"], self.features[t.name]["dev"], self.data[t.name].dev)
-                   for t in tasks]
+        streams = [TaskStream(t, self.features[t.name]["train"], self.features[t.name]["dev"], self.data[t.name].dev,
+                              get_task(t.train_data) if t.train_data else None) for t in tasks]
         trainer = Trainer(model, streams, self.cfg, settings, self.ds_config, out, run, self.tokenizer.pad_token_id,
                           name, schedule)
         try:

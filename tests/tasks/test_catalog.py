@@ -107,3 +107,16 @@ def test_empty_split_is_a_clear_error(tmp_path):
         '{"premise": "a", "hypothesis": "b", "label": "neutral"}\n')
     with pytest.raises(DataError, match="xnli: the dev split for 'en' is empty"):
         load_task_data(get_task("xnli"), TaskSettings(languages=["de"]), DataSource("local", tmp_path), 0, "target")
+
+
+def test_a_targets_train_data_is_a_task_of_its_family_that_trains_on_the_same_examples(data_dir):
+    from adapter_stilts.tasks.lookup import all_tasks
+
+    sharing = [t for t in all_tasks() if t.train_data]
+    assert {t.name for t in sharing} >= {"xquad", "mlqa"}
+    for task in sharing:
+        source = get_task(task.train_data)
+        # the source's metric selects the target's checkpoints: same family, same metric name
+        assert (source.family, source.metric) == (task.family, task.metric), task.name
+        for split in ("train", "dev"):
+            assert task.load_local(data_dir, split, "en") == source.load_local(data_dir, split, "en"), (task, split)

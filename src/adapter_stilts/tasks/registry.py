@@ -31,6 +31,10 @@ class Task:
     train_language: str = "en"
     splits: tuple[str, ...] = ("train", "dev", "test")
     notes: dict = field(default_factory=dict)
+    # a target trained on another registered task's data (xquad, mlqa: "squad"): its checkpoints are
+    # selected with that task's metric on English dev, and targets with the same train_data and
+    # settings share one trained target per intermediate setup (XTREME trains once on SQuAD)
+    train_data: str = ""
 
     @property
     def trains(self) -> bool:

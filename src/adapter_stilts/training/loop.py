@@ -56,6 +56,7 @@ class TaskStream:
     train: list[dict]
     dev: list[dict]
     dev_examples: list[dict]
+    selection: Task | None = None  # whose metric scores the English dev set (a target's train_data task)
 
 
 @dataclass
@@ -203,7 +204,7 @@ class Trainer:
             outputs = predict_logits(module, s.dev, self.pad_id, max(self.tcfg.batch_size, 64), self.tcfg.bf16,
                                      compact=getattr(family, "compact_outputs", None))
             preds = family.decode(s.task, outputs, s.dev, s.dev_examples)
-            metrics = family.score(s.task, preds, s.dev_examples, s.task.train_language)
+            metrics = family.score(s.selection or s.task, preds, s.dev_examples, s.task.train_language)
             prefix = f"dev/{name}/" if self.multi else "dev/"
             self.pending.append(({f"{prefix}{k}": v for k, v in metrics.items()}, step))
             scores.append(metrics[s.task.metric])

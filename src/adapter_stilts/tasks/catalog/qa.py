@@ -298,11 +298,11 @@ register(Task("squad_v2", "extractive_qa", "intermediate", "f1",
               notes={"no_answer": True}))
 register(Task("xquad", "extractive_qa", "target", "f1",
               "XQuAD: trained on English SQuAD v1.1 (offline: leak-free SQuAD v1.1 dev), tested zero-shot",
-              xquad_local, xquad_hub, xquad_languages, XQUAD_LANGS))
+              xquad_local, xquad_hub, xquad_languages, XQUAD_LANGS, train_data="squad"))
 register(Task("mlqa", "extractive_qa", "target", "f1",
               "MLQA (same-language): trained on English SQuAD v1.1, MLQA's language-aware metric; "
               "offline: leak-free SQuAD v1.1 dev for training, MLQA dev as test",
-              mlqa_local, mlqa_hub, mlqa_languages, MLQA_LANGS, notes={"qa_metric": "mlqa"}))
+              mlqa_local, mlqa_hub, mlqa_languages, MLQA_LANGS, notes={"qa_metric": "mlqa"}, train_data="squad"))
 register(Task("tydiqa", "extractive_qa", "target", "f1",
               "TyDiQA-GoldP: trained on its English train set; offline the dev copies have no answers, so "
               "languages with a GoldP train file (ko, sw) are tested on it",
