@@ -16,6 +16,7 @@ ratios ours/A and ours/B (the lower over the datasets) and ours-full/hf-full.
   python bench/throughput.py                      # speed mode: 800 examples, 2 repeats (~15 min)
   python bench/throughput.py --mode quality       # 8,000 examples, 3 seeds, ours/A/B (about an hour)
   python bench/throughput.py --mode eval          # zero-shot scoring examples/s; Tatoeba, every offline language
+  python bench/throughput.py --mode cell          # a scaling-study cell phase by phase, sharing on/off (cell.py)
   python bench/throughput.py --model PATH --examples 64 --datasets sst2   # a quick check
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+import cell  # noqa: E402  (bench/cell.py, beside this file)
+
 SETUPS = ("ours", "A", "B", "ours-full", "hf-full")
 ADAPTER_SETUPS, FULL_SETUPS = SETUPS[:3], SETUPS[3:]
 FULL_LR = 2e-5
@@ -247,6 +250,10 @@ def _fusion_scoring(model, xnli, tests: dict, cfg, pad_id: int, members: int = 7
     print(f"fusion scoring speed, contiguous/permuted: {walls[permuted] / walls[contiguous]:.2f}x", flush=True)
 
 
+def _names(text: str) -> list[str]:
+    return [t for t in text.split(",") if t]
+
+
 def _summary(name: str, results: list[dict]) -> str:
     ex = [r["examples_per_s"] for r in results]
     return (f"{name} examples/s {statistics.mean(ex):7.1f} (runs: {', '.join(f'{x:.1f}' for x in ex)})"
@@ -265,7 +272,7 @@ def _ratio(table: dict, datasets: list[str], ours: str, ref: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mode", choices=("speed", "quality", "eval"), default="speed")
+    p.add_argument("--mode", choices=("speed", "quality", "eval", "cell"), default="speed")
     p.add_argument("--datasets", default="sst2,mnli")
     p.add_argument("--setups", default="",
                    help="comma-separated (speed: all five, full fine-tuning on the first dataset only; "
@@ -280,12 +287,23 @@ def main() -> None:
     p.add_argument("--model", default="me5-small")
     p.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
                    help="experiment override for our loop, e.g. --ours-set training.bf16=false")
+    p.add_argument("--study", default="scaling", help="cell mode: the study file")
+    p.add_argument("--cell", default="", help="cell mode: a cell id (default: the first k=1 cell)")
+    p.add_argument("--add-targets", default="", help="cell mode: comma-separated targets added to the study's")
+    p.add_argument("--profile", action="store_true", help="cell mode: also profile the shared cell with py-spy")
+    p.add_argument("--profile-out", default="outputs/bench/cell-profile.txt", help="cell mode: py-spy's raw stacks")
+    p.add_argument("--cell-worker", choices=("shared", "unshared"), help=argparse.SUPPRESS)
+    p.add_argument("--cell-out", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=SETUPS, help=argparse.SUPPRESS)
     p.add_argument("--dataset", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         return worker(args)
+    if args.cell_worker:
+        return cell.worker(args.study, args.cell, _names(args.add_targets), args.cell_worker == "shared", args.cell_out)
+    if args.mode == "cell":  # the study file names the model
+        return cell.main(args)
     print(f"{time.strftime('%Y-%m-%d')} | {args.mode} mode | {args.model} | {os.cpu_count()} CPU cores", flush=True)
     if args.mode == "eval":
         from adapter_stilts.models.loading import resolve_model

@@ -14,7 +14,7 @@ import sys
 from .config import ConfigError, load_experiment
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -178,7 +178,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _setup_logging()
+    setup_logging()
     parser = argparse.ArgumentParser(prog="run.py", description="English intermediate-task training (STILTs) for "
                                      "zero-shot cross-lingual transfer")
     parser.add_argument("command", nargs="?", default="run",

@@ -146,17 +146,18 @@ def check_writable(folder: Path) -> None:
 
 
 class StiltsRecipe:
-    def __init__(self, cfg: ExperimentConfig, tags: dict | None = None, share_training: bool = True):
+    def __init__(self, cfg: ExperimentConfig, tags: dict | None = None, share: bool = True):
         self.cfg = cfg
         self.extra_tags = tags or {}  # on the invocation's parent run (a study's cell names itself)
-        # targets with the same train_data and settings share one trained target (off: each trains
-        # its own, e.g. to measure what sharing saves: bench/throughput.py --mode cell)
-        self.share_training = share_training
+        # what several targets compute alike is computed once: targets with the same train_data and
+        # settings share one trained target (off: each trains its own, e.g. to measure what sharing
+        # saves: bench/throughput.py --mode cell)
+        self.share = share
         self._loaded: tuple[Path, object] | None = None  # the last trained target loaded for scoring
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        cfg = self.cfg
+        cfg, t0 = self.cfg, time.perf_counter()
         validate(cfg)
         self.ds_config = load_ds_config(cfg.training.deepspeed)
         self.source = resolve_source(cfg.data)
@@ -199,6 +200,8 @@ class StiltsRecipe:
                                     "data_source": self.source.describe(), "model_path": self.base})
             self.parent.log_artifacts(self.out / "config.yaml")
         dist.barrier()
+        # reading and tokenizing the data, loading the tokenizer: a cell's cost before any phase
+        self.parent.log_new_metrics({"setup/wall_time_s": time.perf_counter() - t0})
         log.info("Outputs in %s", self.out)
 
     def _check_memory(self) -> MemoryEstimate:
@@ -402,7 +405,7 @@ class StiltsRecipe:
             task, feats = self.data[name].task, self.features[name]
             if not task.trains:
                 continue
-            trained_on = task.train_data if self.share_training and task.train_data else task.name
+            trained_on = task.train_data if self.share and task.train_data else task.name
             keys[name] = target_training_key(
                 cfg, self.inter_keys[setup], trained_on, [task.family, list(task.labels)], self.settings[name],
                 frozen=cfg.intermediate.frozen_in_target, seed=cfg.seed, adapter=vars(cfg.adapter),
@@ -550,18 +553,22 @@ class StiltsRecipe:
         if (done := self.state.done(unit)) and valid(done):
             log.info("%s: finished in an earlier attempt, skipping", unit)
             return done
-        computed = None
+        computed, t0 = None, time.perf_counter()
+        # the unit's seconds (its own run's wall_time_s, or `kind`/wall_time_s in the run it is done in)
+        seconds = "wall_time_s" if in_run is None else f"{kind}/wall_time_s"
         with self.cache.claim(kind, key):
             if self.cfg.tracking.cache and (entry := self.cache.lookup(kind, key, MANIFEST)):
                 with self._run_of(unit, in_run, {**tags, "cache": "hit",
                                                  "reused_from_run": entry.meta.get("run_id", "")}) as run:
                     record = reuse(run, entry)
+                    run.log_new_metrics({seconds: time.perf_counter() - t0})
             else:
                 with self._run_of(unit, in_run, {**tags, "cache": "miss"}) as run:
                     computed = compute(run)
                     self.cache.store(kind, key, computed.result,
                                      {"run_id": run.run_id, "experiment": self.cfg.name, **computed.meta},
                                      computed.extra)
+                    run.log_new_metrics({seconds: time.perf_counter() - t0})
                 record = computed.record
         self.state.record(unit, done=True, **record)
         if computed is not None and computed.checkpoints is not None:

@@ -2,7 +2,8 @@
 import subprocess
 import sys
 
-from conftest import REPO
+import yaml
+from conftest import REPO, write_tiny_study
 
 
 def test_benchmark_runs_on_a_tiny_model(tiny_model_dir, data_dir):
@@ -28,3 +29,27 @@ def test_evaluation_benchmark_runs_on_a_tiny_model(tiny_model_dir, data_dir):
     assert "permuted stack" in lines[-4] and "contiguous (ours)" in lines[-3] and "examples/s" in lines[-3]
     assert lines[-2].startswith("fusion scoring speed, contiguous/permuted: ")
     assert lines[-1].startswith("Tatoeba, 2 offline languages") and "s wall" in lines[-1]
+
+
+def test_cell_benchmark_times_each_phase_with_sharing_on_and_off(tiny_model_dir, tmp_path):
+    """A tiny study's k = 1 cell with XQuAD (and MLQA added): MLQA's training appears only when
+    sharing is off, and both runs give identical scores."""
+    study = write_tiny_study(tmp_path, tiny_model_dir, "cellbench", k=[0, 1], subsets_per_k=1,
+                             untrained_control=False)
+    raw = yaml.safe_load(study.read_text())
+    raw["target"]["tasks"] = {"xquad": {"train_size": 24, "dev_size": 8, "test_size": 6, "languages": ["de"]},
+                              "tatoeba": {"test_size": 10, "languages": ["de"]}}
+    study.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "throughput.py"), "--mode", "cell", "--study",
+                           str(study), "--add-targets", "mlqa"], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert " | cell mode | study " in lines[0]
+    assert lines[1].startswith("cell ") and "-k1-" in lines[1] and "mlqa" in lines[1]
+    table = {line[:28].strip(): line[28:].split() for line in lines[3:-4]}
+    assert {"setup", "intermediate", "training xquad", "scoring xquad", "scoring mlqa", "retrieval tatoeba"} \
+        <= set(table)
+    assert table["training mlqa"][0] == "-" and float(table["training mlqa"][1]) > 0  # trained only when unshared
+    assert all(float(v) > 0 for name, row in table.items() for v in row if v != "-"), table
+    assert lines[-2] == "scores identical: yes"
+    assert lines[-1].startswith("cell cost, unshared/shared: ") and lines[-1].endswith("x")
