@@ -19,16 +19,26 @@ OFFLINE_CANDIDATES = {"ar": 1214, "de": 1279, "el": 1240, "en": 1177, "es": 1212
                       "th": 880, "tr": 1142, "vi": 1202, "zh": 1161}
 
 
+@pytest.fixture
+def xquad_only(tmp_path, data_dir):
+    """A data folder with the real XQuAD files only (the offline fallback is tested even where the
+    LAReQA release's files are staged too)."""
+    root = tmp_path / "xquad-only"
+    root.mkdir()
+    (root / "xquad").symlink_to(data_dir / "xquad")
+    return root
+
+
 def test_task_registration():
     task = get_task("lareqa")
     assert (task.family, task.role, task.metric, task.splits) == ("retrieval", "target", "map_at_20", ("test", "pool"))
     assert task.languages == XQUAD_R_LANGS and task.notes["retrieval"] == "answer_retrieval" and not task.trains
 
 
-def test_offline_build_from_xquad(data_dir):
+def test_offline_build_from_xquad(xquad_only, data_dir):
     task = get_task("lareqa")
-    assert task.local_languages(data_dir) == XQUAD_R_LANGS  # xquad.ro.json is there, but not part of XQuAD-R
-    pool = task.load_local(data_dir, "pool", "all")
+    assert task.local_languages(xquad_only) == XQUAD_R_LANGS  # xquad.ro.json is there, but not part of XQuAD-R
+    pool = task.load_local(xquad_only, "pool", "all")
     by_id = {c["id"]: c for c in pool}
     assert len(by_id) == len(pool) == sum(OFFLINE_CANDIDATES.values()) == 12967
     for lang in XQUAD_R_LANGS:
@@ -36,7 +46,7 @@ def test_offline_build_from_xquad(data_dir):
         assert abs(OFFLINE_CANDIDATES[lang] / RELEASE_CANDIDATES[lang] - 1) < 0.035
     xquad = {lang: {e["id"]: e for e in get_task("xquad").load_local(data_dir, "test", lang)} for lang in XQUAD_R_LANGS}
     for lang in XQUAD_R_LANGS:
-        questions = task.load_local(data_dir, "test", lang)
+        questions = task.load_local(xquad_only, "test", lang)
         assert len(questions) == 1190  # every answer starts inside a sentence: none is skipped
         for q in questions:
             qid = q["id"][:-len(lang) - 1]
@@ -49,9 +59,20 @@ def test_offline_build_from_xquad(data_dir):
             context = xquad[lang][qid]["context"]
             start = context.index(own)
             assert start <= answer["answer_start"] < start + len(own)
-    en = {q["id"][:-3]: q["relevant"] for q in task.load_local(data_dir, "test", "en")}
-    zh = {q["id"][:-3]: q["relevant"] for q in task.load_local(data_dir, "test", "zh")}
+    en = {q["id"][:-3]: q["relevant"] for q in task.load_local(xquad_only, "test", "en")}
+    zh = {q["id"][:-3]: q["relevant"] for q in task.load_local(xquad_only, "test", "zh")}
     assert en == zh  # a question's relevant set is the same in every language
+
+
+def test_the_release_files_where_staged(data_dir):
+    """With the LAReQA release's files in the data folder, the build is XTREME-R's: the release
+    README's counts exactly (measured on the files read from google-research-datasets/lareqa)."""
+    if not (data_dir / "lareqa" / "xquad-r").is_dir():
+        pytest.skip("the LAReQA release's files are not staged in the data folder")
+    task = get_task("lareqa")
+    pool = task.load_local(data_dir, "pool", "all")
+    assert {lang: sum(c["language"] == lang for c in pool) for lang in XQUAD_R_LANGS} == RELEASE_CANDIDATES
+    assert all(len(task.load_local(data_dir, "test", lang)) == 1190 for lang in XQUAD_R_LANGS)
 
 
 def _write_release(folder, lang, paragraphs):
@@ -146,7 +167,7 @@ def test_missing_and_broken_files(tmp_path):
         get_task("lareqa").load_local(tmp_path, "test", "en")
 
 
-def test_hub_rows_build_what_the_local_xquad_files_build(data_dir, monkeypatch):
+def test_hub_rows_build_what_the_local_xquad_files_build(xquad_only, data_dir, monkeypatch):
     """google-research-datasets/xquad_r's rows (id, context, question, answers{text, answer_start}):
     here made from the real XQuAD files, as the Hub's loading script makes them from the release."""
     calls = []
@@ -162,8 +183,8 @@ def test_hub_rows_build_what_the_local_xquad_files_build(data_dir, monkeypatch):
     lareqa._hub.cache_clear()
     try:
         task = get_task("lareqa")
-        assert task.load_hub("pool", "all") == task.load_local(data_dir, "pool", "all")
-        assert task.load_hub("test", "th") == task.load_local(data_dir, "test", "th")
+        assert task.load_hub("pool", "all") == task.load_local(xquad_only, "pool", "all")
+        assert task.load_hub("test", "th") == task.load_local(xquad_only, "test", "th")
         assert sorted(calls) == [("google-research-datasets/xquad_r", lang, "validation") for lang in XQUAD_R_LANGS]
     finally:
         lareqa._hub.cache_clear()
