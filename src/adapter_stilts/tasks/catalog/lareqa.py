@@ -187,7 +187,10 @@ def lareqa_local(root: Path, split: str, lang: str) -> list[dict]:
 
 def paragraphs_from_rows(rows, lang: str, where: str) -> list[Paragraph]:
     """Hub rows (one per question: id, context, question, answers {text, answer_start}) grouped into
-    paragraphs by consecutive equal contexts, split into sentences by tasks/sentence_breaks.py."""
+    paragraphs by consecutive equal contexts, split into sentences by tasks/sentence_breaks.py.
+    The Hub's loading script strips each context but keeps the unstripped offsets (157 XQuAD contexts,
+    most of zh's, start with a space): an answer start one character late still falls in its sentence
+    (tests/tasks/test_lareqa.py builds the same questions and pool from such rows)."""
     out: list[Paragraph] = []
     context, questions = None, []
     for r in rows:
