@@ -498,8 +498,10 @@ class StiltsRecipe:
         # a fusion setup's encoder averages its adapters' outputs; scores before the Average weights
         # fix (models/phase_models.py: encoder_model) must not be reused
         fused = {"fusion_average": "weights 1"} if inter and inter.fusion_members else {}
+        # the shared candidate pool (LAReQA, Mewsli-X) is part of the data; other tasks' keys are unchanged
+        scored = [data.test, data.test_dev] + ([data.pool] if data.pool else [])
         key = self._target_key(task, setup, scored_only=True, retrieval=vars(rcfg),
-                               bf16=self.cfg.training.bf16, data=content_key([data.test, data.test_dev]), **fused)
+                               bf16=self.cfg.training.bf16, data=content_key(scored), **fused)
         tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
 
         def score(run: RunHandle) -> Computed:
@@ -512,7 +514,7 @@ class StiltsRecipe:
             mine_dev = {lang: devs[lang] for lang in mine if lang in devs}
             per_lang = self._gather(retrieval_eval(model, self.tokenizer, task, mine, mine_dev, layer, rcfg.pooling,
                                                    rcfg.batch_size, self.cfg.model.max_length, self.cfg.training.bf16,
-                                                   out / "predictions"))
+                                                   out / "predictions", pool=data.pool))
             self._record(run, task, setup, per_lang)
             outcomes = self._log_outcomes(run, task, per_lang, out)
             run.log_artifacts(out / "predictions", "predictions")

@@ -8,7 +8,7 @@ SIZES = {  # XTREME (Hu et al. 2020) and XTREME-R (Ruder et al. 2021), English i
     "xtreme": {"xnli": 15, "pawsx": 7, "udpos": 33, "panx": 40, "bucc2018": 4, "tatoeba": 36, "xquad": 11,
                "mlqa": 7, "tydiqa": 9},
     "xtreme-r": {"xnli": 15, "udpos": 38, "panx": 48, "xquad": 12, "mlqa": 7, "tydiqa": 9, "tatoeba": 41,
-                 "xcopa": 11},
+                 "xcopa": 11, "mewslix": 11, "lareqa": 11},
 }
 
 
@@ -20,6 +20,17 @@ def test_lists_have_the_official_sizes_and_no_duplicates():
 @pytest.mark.parametrize("benchmark, task", [(b, t) for b, tasks in BENCHMARKS.items() for t in tasks])
 def test_every_benchmark_task_is_registered(benchmark, task):
     assert get_task(task).role == "target"
+
+
+def test_xtreme_r_has_its_ten_tasks():
+    """Ruder et al. 2021: XNLI, XCOPA, UD-POS, WikiANN-NER, XQuAD, MLQA, TyDiQA-GoldP, Mewsli-X,
+    LAReQA, Tatoeba; the retrieval tasks' languages from google-research/xtreme (benchmarks.py)."""
+    assert sorted(benchmark_tasks("xtreme-r")) == sorted(
+        ["xnli", "xcopa", "udpos", "panx", "xquad", "mlqa", "tydiqa", "mewslix", "lareqa", "tatoeba"])
+    assert benchmark_languages("xtreme-r", "mewslix") == tuple("ar de en es fa ja pl ro ta tr uk".split())
+    assert set(benchmark_languages("xtreme-r", "lareqa")) == set(BENCHMARKS["xtreme"]["xquad"])  # XQuAD's 11, no ro
+    for task in ("mewslix", "lareqa"):
+        assert get_task(task).languages == benchmark_languages("xtreme-r", task)
 
 
 def test_xtreme_r_extends_xtreme_where_both_have_a_task():

@@ -7,7 +7,8 @@ resample of the items (the paired bootstrap of evaluation/bootstrap.py):
 - seqeval span F1 (UD-POS, PAN-X): per sentence the spans that are right, predicted and gold
   (`tp`, `n_pred`, `n_gold`); F1 = 2 tp / (pred + gold) over the summed counts, which is seqeval's
   micro F1 since spans never cross sentences; token accuracy from `tok_correct` / `n_tokens`;
-- BUCC F1 / precision / recall: per source sentence the mined pairs that are right, mined and gold.
+- BUCC F1 / precision / recall: per source sentence the mined pairs that are right, mined and gold;
+- LAReQA / Mewsli-X mAP@20: per query its average precision at 20 (`ap`); the mean.
 
 Each family declares its metrics as formulas over column sums (`Mean`, `Ratio`, `SpanF1`)."""
 from __future__ import annotations

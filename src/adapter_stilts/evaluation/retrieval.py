@@ -7,12 +7,19 @@
   by LASER and XTREME: k=4 neighbours each way, candidates from both directions ("max"
   retrieval, each sentence in at most one pair), the threshold that maximises F1 on the dev
   gold, applied to test. F1/precision/recall as XTREME's bucc_f1 (overlap of pair sets).
+- "answer_retrieval" (LAReQA, Mewsli-X): every query of every language ranks ONE shared candidate
+  pool (the task's `pool` split) by cosine; mAP@20 (evaluation/ranking.py), the average precision
+  of each query its per-item outcome. The pool is embedded once per scoring, each distinct text
+  once; query and candidate texts go through the same pooled encoder (XTREME's baselines have a
+  question and an answer encoder: a fine-tuned dual model, which phase 2 is not).
 
 Neighbour search is exact inner product (faiss IndexFlatIP) on L2-normalised float32 vectors,
 i.e. cosine, run in query batches so that corpora of 100k+ sentences per side fit in memory."""
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +30,7 @@ from ..tasks.families import write_lines
 from ..tasks.registry import Task
 from .embedding import embed_sentences
 from .outcomes import item_ids, write_language
+from .ranking import TOP_K, average_precision_at_k
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +193,29 @@ def bucc_language(embed: Embed, dev: dict, test: dict, out: Path) -> tuple[dict[
     return {**bucc_f1(set(predicted), gold), "threshold": threshold}, items
 
 
+# ---------------------------------------------------------------- answer retrieval (LAReQA, Mewsli-X)
+def embed_distinct(embed: Embed, texts: list[str]) -> np.ndarray:
+    """One vector per text, each distinct text embedded once (in one call: batched by length)."""
+    distinct = list(dict.fromkeys(texts))
+    vectors = embed(distinct)
+    if len(distinct) == len(texts):
+        return vectors
+    row = {t: i for i, t in enumerate(distinct)}
+    return vectors[[row[t] for t in texts]]
+
+
+def answer_retrieval_language(embed: Embed, queries: list[dict], pool_ids: list[str], keys: np.ndarray,
+                              out: Path) -> tuple[dict[str, float], Items]:
+    """Rank the pool for each query ({id, query, relevant}); writes {query id: [top-20 candidate
+    ids]} as JSON (XTREME's Mewsli-X prediction layout)."""
+    found = knn(embed_distinct(embed, [q["query"] for q in queries]), keys, TOP_K)[1]
+    ranked = [[pool_ids[j] for j in row] for row in found.tolist()]
+    ap = [average_precision_at_k(q["relevant"], r) for q, r in zip(queries, ranked)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({q["id"]: r for q, r in zip(queries, ranked)}, ensure_ascii=False), encoding="utf-8")
+    return {"map_at_20": float(np.mean(ap))}, (item_ids(queries), {"ap": ap})
+
+
 def _single(records: list[dict], what: str) -> dict:
     if len(records) != 1:
         raise ValueError(f"{what}: a mining split is one record (the whole corpus), got {len(records)}")
@@ -194,10 +225,11 @@ def _single(records: list[dict], what: str) -> dict:
 # ---------------------------------------------------------------- entry point
 def retrieval_eval(model, tokenizer, task: Task, tests: dict[str, list[dict]], devs: dict[str, list[dict]],
                    layer: int, pooling: str, batch_size: int, max_length: int, bf16: bool,
-                   pred_dir: Path) -> dict[str, dict[str, float]]:
+                   pred_dir: Path, pool: list[dict] | None = None) -> dict[str, dict[str, float]]:
     """Score a retrieval task in each test language; returns {lang: {metric: value in 0..1}} and
     writes `<pred_dir>/<task>/test-<lang>.tsv` (Tatoeba: the retrieved English line index per
-    line; BUCC: `source_id<TAB>english_id` per mined pair). `devs` is only read for mining."""
+    line; BUCC: `source_id<TAB>english_id` per mined pair; answer retrieval: `test-<lang>.json`).
+    `devs` is only read for mining, `pool` (the candidates every query searches) for answer retrieval."""
 
     kind = task.notes.get("retrieval")
     # Tatoeba's English sides repeat across languages (63,564 distinct of 80,877 lines offline):
@@ -216,10 +248,20 @@ def retrieval_eval(model, tokenizer, task: Task, tests: dict[str, list[dict]], d
         return np.stack([seen[s] for s in sentences]) if sentences else np.zeros((0, model.config.hidden_size),
                                                                                    np.float32)
 
-    results = {}
+    results, keys = {}, None
     for lang, examples in tests.items():
         out = Path(pred_dir) / task.name / f"test-{lang}.tsv"
-        if kind == "alignment":
+        if kind == "answer_retrieval":
+            if keys is None:  # once, for every language: the pool does not depend on it
+                if not pool:
+                    raise ValueError(f"{task.name}: no candidate pool to retrieve from")
+                t0 = time.perf_counter()
+                keys, pool_ids = embed_distinct(vectors, [c["text"] for c in pool]), [c["id"] for c in pool]
+                log.info("%s: pool of %d candidates (%d distinct texts) embedded in %.1f s", task.name, len(pool),
+                         len({c["text"] for c in pool}), time.perf_counter() - t0)
+            results[lang], items = answer_retrieval_language(vectors, examples, pool_ids, keys,
+                                                             out.with_suffix(".json"))
+        elif kind == "alignment":
             results[lang], items = tatoeba_language(embed, examples, out)
         elif kind == "mining":
             if lang not in devs:
@@ -227,7 +269,8 @@ def retrieval_eval(model, tokenizer, task: Task, tests: dict[str, list[dict]], d
             results[lang], items = bucc_language(embed, _single(devs[lang], f"{task.name} dev {lang}"),
                                                  _single(examples, f"{task.name} test {lang}"), out)
         else:
-            raise ValueError(f"task {task.name}: notes['retrieval'] must be 'alignment' or 'mining', not {kind!r}")
+            raise ValueError(f"task {task.name}: notes['retrieval'] must be 'alignment', 'mining' or "
+                             f"'answer_retrieval', not {kind!r}")
         write_language(pred_dir, task.name, lang, *items)
         log.info("%s %s: %s", task.name, lang, {m: round(v, 4) for m, v in results[lang].items()})
     return results

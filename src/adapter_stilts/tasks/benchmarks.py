@@ -10,9 +10,14 @@ Sources (google-research/xtreme, read with the search tool):
   preprocessing scripts and the paper's count of 38 include it). PAN-X adds qu pl uk az lt pa gu ro.
   XQuAD adds ro (xquad.ro.json, released after XTREME; the repository's scripts at that commit still
   fetch 11 languages, so the 12 rests on the paper and the XQuAD README).
-  XTREME-R drops PAWS-X and BUCC and adds XCOPA plus two retrieval tasks we do not implement:
-  Mewsli-X (ar de en es fa ja pl ro ta tr uk: the repository's mock_test_data/labels/mewslix) and
-  LAReQA (XQuAD-R, built on XQuAD's 11 languages; its list was not re-checked).
+  XTREME-R drops PAWS-X and BUCC and adds XCOPA and two retrieval tasks (10 tasks):
+  Mewsli-X: ar de en es fa ja pl ro ta tr uk (the repository's HEAD, fetched and read with git:
+  third_party/utils_mewslix.py MENTION_LANGUAGES, evaluate.py XTREME_R_TASK2LANGS['mewslix'],
+  utils_preprocess.py MEWSLIX_INPUT_LANGUAGES, mock_test_data/labels/mewslix);
+  LAReQA: ar de el en es hi ru th tr vi zh. evaluate.py lists no languages for 'lareqa' (its score
+  is not computed there); evaluate_retrieval.py scores every file of the LAReQA release's xquad-r/
+  folder, which holds these 11 (XQuAD's languages at XTREME time; XQuAD-R has no ro). A question's
+  score is one language's, but it searches the pool of all 11.
 """
 from __future__ import annotations
 
@@ -54,7 +59,8 @@ BENCHMARKS: dict[str, dict[str, tuple[str, ...]]] = {
         "mlqa": _MLQA,
         "tydiqa": _TYDIQA,
         "tatoeba": _TATOEBA + _langs("az lt pl uk ro"),
-        # not implemented here: "mewslix", "lareqa"
+        "mewslix": _langs("ar de en es fa ja pl ro ta tr uk"),
+        "lareqa": _langs("ar de el en es hi ru th tr vi zh"),
     },
 }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import REPO_ROOT, ConfigError, DataConfig, TaskSettings
 from .readers import DataError
-from .registry import TASKS, Task
+from .registry import POOL_SPLIT, TASKS, Task
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class TaskData:
     dev: list[dict] = field(default_factory=list)
     test: dict[str, list[dict]] = field(default_factory=dict)  # language -> examples
     test_dev: dict[str, list[dict]] = field(default_factory=dict)  # per-language dev (BUCC's threshold)
+    pool: list[dict] = field(default_factory=list)  # the candidates every test query searches (LAReQA, Mewsli-X)
     # language -> each test item's position in its language's whole test split, where a subset was drawn
     # (the prediction files' sidecar: an outside scorer lines them up with the gold)
     test_positions: dict[str, list[int]] = field(default_factory=dict)
@@ -180,7 +181,22 @@ def load_task_data(task: Task, settings: TaskSettings, source: DataSource, seed:
                 data.test_positions[lang] = keep
             if not task.trains and "dev" in task.splits:
                 data.test_dev[lang] = load("dev", lang)
-    log.info("%s: %d train%s, %d dev, %d test languages (%s)", task.name, len(data.train),
+        if POOL_SPLIT in task.splits:  # one pool for every language: its queries' relevant ids must be in it
+            data.pool = load(POOL_SPLIT, "all")
+            check_relevant(task, data.test, data.pool)
+    log.info("%s: %d train%s, %d dev, %d test languages%s (%s)", task.name, len(data.train),
              f" (in {' '.join(data.train_languages)})" if data.translated else "", len(data.dev), len(data.test),
-             source.describe())
+             f", a pool of {len(data.pool)} candidates" if data.pool else "", source.describe())
     return data
+
+
+def check_relevant(task: Task, tests: dict[str, list[dict]], pool: list[dict]) -> None:
+    """Every answer-retrieval query has relevant candidates, all of them in the pool (found before
+    anything is embedded)."""
+    ids = {c["id"] for c in pool}
+    for lang, queries in tests.items():
+        for q in queries:
+            missing = [r for r in q["relevant"] if r not in ids]
+            if not q["relevant"] or missing:
+                why = f"relevant candidates {missing[:3]} are not in the pool" if missing else "no relevant candidate"
+                raise DataError(f"{task.name} {lang}: query {q['id']}: {why} ({len(pool)} candidates)")

@@ -50,8 +50,10 @@ class SpanF1:
 Formula = Mean | Ratio | SpanF1
 
 
-# retrieval tasks have no family: Tatoeba per query, BUCC per source sentence
+# retrieval tasks have no family: Tatoeba per query, BUCC per source sentence, LAReQA and Mewsli-X
+# per query (its average precision at 20)
 RETRIEVAL_ITEM_METRICS: dict[str, dict[str, Formula]] = {
     "alignment": {"accuracy": Mean("correct")},
+    "answer_retrieval": {"map_at_20": Mean("ap")},
     "mining": {"f1": SpanF1(), "precision": Ratio("tp", "n_pred"), "recall": Ratio("tp", "n_gold")},
 }

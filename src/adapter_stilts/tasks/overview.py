@@ -65,4 +65,8 @@ def format_rows(rows: list[TaskRow], source: DataSource) -> str:
     if translated:
         lines += ["", "Translated training data (intermediate.tasks.<task>.languages; languages above: English and "
                       "its translations):"] + [f"  {t.name}: {t.description}" for t in translated]
+    # where the offline data differs from the benchmark's (or is absent by design), the task says how
+    noted = [r.task for r in rows if r.task.notes.get("offline")]
+    if noted:
+        lines += ["", "Offline notes:"] + [f"  {t.name}: {t.notes['offline']}" for t in noted]
     return "\n".join(lines)

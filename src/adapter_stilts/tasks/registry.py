@@ -14,6 +14,9 @@ from pathlib import Path
 LocalLoader = Callable[[Path, str, str], list[dict]]
 HubLoader = Callable[[str, str], list[dict]]
 LanguageScanner = Callable[[Path], tuple[str, ...]]
+# the split of a retrieval task whose queries search one shared candidate set (LAReQA, Mewsli-X): that
+# set, the same for every language, loaded once (the loaders' language argument is then ignored)
+POOL_SPLIT = "pool"
 
 
 @dataclass(frozen=True)

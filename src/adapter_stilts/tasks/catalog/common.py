@@ -27,6 +27,20 @@ def hub_split(path: str, config: str | None, split: str, **options):
         ) from None
 
 
+def hub_file(repo: str, filename: str) -> Path:
+    """A file of a Hugging Face Hub dataset repository (downloaded once into the Hub cache), with
+    the same clear message as hub_split when that is impossible."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo, filename, repo_type="dataset"))
+    except Exception as e:  # offline, unknown repo or file, gated
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        why = "the Hub is unreachable (offline mode is on)" if offline else f"{type(e).__name__}: {e}"
+        raise DataError(f"cannot load '{filename}' of Hub dataset '{repo}': {why}. "
+                        f"Use data.source=local with data.local_dir pointing at local files instead.") from None
+
+
 def holdout(examples: list[dict], split: str) -> list[dict]:
     if split == "dev":
         return examples[::DEV_EVERY]
