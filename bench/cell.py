@@ -9,9 +9,12 @@ computed:
   unshared  every target trains and loads its own model (StiltsRecipe(share=False))
 Each phase's seconds come from the MLflow runs the cell writes (the `wall_time_s` metrics of its
 units): setup (reading and tokenizing the data, loading the tokenizer), the intermediate phase,
-each target's training, each target's scoring, retrieval. Prints both columns, the ratio
+each target's training (with loading the trained model, exporting and
+storing it: what sharing saves), each target's scoring, retrieval. Prints both columns, the ratio
 unshared/shared, each run's peak RSS, and whether every test score is identical.
 
+  --seeds N             N runs of each setting, in alternating order (shared first, then unshared
+                        first, ...); the table shows the means
   --add-targets mlqa    add targets to the study's set (each with the settings of the study target
                         it shares training data with: MLQA gets XQuAD's)
   --profile             also run the shared cell under py-spy: where its time goes, by phase and by
@@ -23,6 +26,7 @@ import collections
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,13 +74,14 @@ def worker(study_name: str, cell_id: str, add_targets: list[str], share: bool, o
     cell, cfg = _cell(study_name, cell_id, add_targets)
     cfg.tracking.output_dir, cfg.tracking.cache = out, False
     recipe = StiltsRecipe(cfg, {"study.cell": cell.id}, share=share)
-    t0 = time.perf_counter()
+    t0, status = time.perf_counter(), "FAILED"
     try:
         dist.init()
         recipe.setup()
         recipe.run()
+        status = "FINISHED"
     finally:
-        recipe.cleanup("FINISHED")
+        recipe.cleanup(status)
     wall = time.perf_counter() - t0
     phases, scores = _phases(recipe.parent.run_id)
     print("RESULT " + json.dumps({"cell": cell.id, "targets": list(cfg.target.tasks), "wall_s": wall,
@@ -194,13 +199,32 @@ def _short(frame: str, with_file: bool = False) -> str:
     return f"{m['func']} ({where})" if with_file else m["func"]
 
 
+def mean_run(runs: list[dict]) -> dict:
+    """Several runs of one setting as one: mean seconds per phase and wall, the highest peak RSS;
+    the scores should agree between them (on the CPU the cell is deterministic)."""
+    for other in runs[1:]:
+        if (same := _same_scores(runs[0]["scores"], other["scores"])) is not True:
+            print(f"WARNING: two runs of the same setting scored differently: {same}", flush=True)
+    phases = {name: statistics.mean(r["phases"][name] for r in runs) for name in runs[0]["phases"]}
+    return {**runs[0], "phases": phases, "wall_s": statistics.mean(r["wall_s"] for r in runs),
+            "peak_rss_gb": max(r["peak_rss_gb"] for r in runs)}
+
+
 def main(args) -> None:
-    print(f"{time.strftime('%Y-%m-%d')} | cell mode | study {args.study} | {os.cpu_count()} CPU cores", flush=True)
-    shared = _launch(args, share=True)
+    repeats = args.seeds or 1
+    print(f"{time.strftime('%Y-%m-%d')} | cell mode | study {args.study} | {os.cpu_count()} CPU cores | "
+          f"{repeats} run(s) per setting, the order alternated", flush=True)
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for i in range(repeats):  # shared first, then unshared first, ...: a warm-up or drift favours neither
+        for share in (True, False) if i % 2 == 0 else (False, True):
+            runs[share].append(_launch(args, share))
+    shared, unshared = mean_run(runs[True]), mean_run(runs[False])
     print(f"cell {shared['cell']}; targets {', '.join(shared['targets'])}", flush=True)
-    unshared = _launch(args, share=False)
     for line in compare(shared, unshared):
         print(line, flush=True)
+    if repeats > 1:
+        print("per pair: " + ", ".join(f"{b['wall_s'] / a['wall_s']:.2f}x" for a, b in zip(runs[True], runs[False])),
+              flush=True)
     if args.profile:
         out = Path(args.profile_out)
         out.parent.mkdir(parents=True, exist_ok=True)

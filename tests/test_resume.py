@@ -60,17 +60,17 @@ def _kill_resume_compare(write_experiment, tmp_path, launcher_ports=None, corrup
     exp = _experiment(write_experiment, crash / "outputs")
     p = start_cli(["--exp", str(exp)], crash, launcher=launcher, env=env, log=crash / "first.log")
     # kill once phase 3 (xnli, 40 steps) has written its step-4 checkpoint: phase 2 is finished by then
-    _wait_for("tiny/*/target/anli/xnli.checkpoints/step00000004/complete.json", crash / "outputs", p)
+    _wait_for("tiny/*/target/anli/xnli.trained.checkpoints/step00000004/complete.json", crash / "outputs", p)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     # adapters-mode checkpoints hold trainable state only (the tiny model's embedding alone is 32 MB)
-    checkpoint_files = list((crash / "outputs").glob("tiny/*/target/anli/xnli.checkpoints/step*/*.pt"))
+    checkpoint_files = list((crash / "outputs").glob("tiny/*/target/anli/xnli.trained.checkpoints/step*/*.pt"))
     assert checkpoint_files and max(f.stat().st_size for f in checkpoint_files) < 5e6
     # a finished phase's checkpoints are deleted: resuming skips it
     assert list((crash / "outputs").glob("tiny/*/intermediate/anli")) and \
         not list((crash / "outputs").glob("tiny/*/intermediate/anli.checkpoints"))
     if corrupt:  # the newest checkpoint is damaged after the crash: the previous one must be used
-        newest = sorted((crash / "outputs").glob("tiny/*/target/anli/xnli.checkpoints/step*"))[-1]
+        newest = sorted((crash / "outputs").glob("tiny/*/target/anli/xnli.trained.checkpoints/step*"))[-1]
         victim = max((f for f in newest.rglob("*.pt")), key=lambda f: f.stat().st_size)
         victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     if corrupt_adapter:  # the finished phase-2 adapter is damaged: detected, and phase 2 is trained again
@@ -159,7 +159,7 @@ def test_an_unfinished_run_resumes_only_in_its_own_store(write_experiment, tmp_p
     exp = _experiment(write_experiment, tmp_path / "outputs")
     store_a, store_b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     p = start_cli(["--exp", str(exp)], tmp_path, env={"MLFLOW_TRACKING_URI": store_a}, log=tmp_path / "a1.log")
-    _wait_for("tiny/*/target/anli/xnli.checkpoints/step00000004/complete.json", tmp_path / "outputs", p)
+    _wait_for("tiny/*/target/anli/xnli.trained.checkpoints/step00000004/complete.json", tmp_path / "outputs", p)
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     (killed,) = list((tmp_path / "outputs" / "tiny").glob("*/state.json"))
@@ -181,3 +181,25 @@ def test_an_unfinished_run_resumes_only_in_its_own_store(write_experiment, tmp_p
     parents = [r for r in client_a.search_runs([e.experiment_id for e in client_a.search_experiments()])
                if r.info.run_name == "tiny"]
     assert [r.info.status for r in parents] == ["FINISHED"]  # the killed run, resumed: no second run
+
+
+def test_killed_while_scoring_resumes_with_the_finished_training(write_experiment, tmp_path):
+    """Killed after the target's training was recorded done, while its test languages are scored:
+    the rerun keeps that training (its folder holds no predictions, so it is still intact) and only
+    scores again."""
+    exp = _experiment(write_experiment, tmp_path / "outputs")
+    raw = yaml.safe_load(exp.read_text())
+    raw["target"]["tasks"]["xnli"]["test_size"] = 600  # scoring lasts long enough to be killed in
+    exp.write_text(yaml.safe_dump(raw))
+    p = start_cli(["--exp", str(exp)], tmp_path, log=tmp_path / "first.log")
+    _wait_for("tiny/*/target/anli/xnli/predictions/xnli/test-*", tmp_path / "outputs", p)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    proc = run_cli(["--exp", str(exp)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Resuming the unfinished run" in proc.stderr
+    assert "target_training/anli/xnli: finished in an earlier attempt, skipping" in proc.stderr
+    assert "training it again" not in proc.stderr and "train xnli" not in proc.stderr
+    summary = _summary(tmp_path)
+    status, metrics = summary["target/xnli/anli"]
+    assert status == "FINISHED" and {"test/de/accuracy", "test/sw/accuracy"} <= set(metrics)

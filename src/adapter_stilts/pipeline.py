@@ -295,7 +295,7 @@ class StiltsRecipe:
                     self.train_target(task, setup, inter, trainings[name], shared[name])
                 else:
                     self.score_retrieval(task, setup, inter)
-            self._loaded = None
+            self._drop_loaded()
         self.parent.log_new_metrics({"wall_time_s": time.time() - t0})  # of the first attempt to get here
         if dist.is_main():  # a view of this invocation's rows of the results table, read back from the store
             try:
@@ -438,7 +438,8 @@ class StiltsRecipe:
             if dist.is_main():
                 write_manifest(out / "predictions", MANIFEST)  # the cached result is the predictions
             scores = {"results": per_lang, "english_dev": trained["english_dev"]}
-            return Computed(out / "predictions", scores, scores, [outcomes])
+            return Computed(out / "predictions", scores, {**scores, "trained_in_run": trained["run_id"] or ""},
+                            [outcomes])
 
         self._memoised(unit, "target", key, tags, score, self._reuse_target(task, setup, unit))
 
@@ -447,9 +448,11 @@ class StiltsRecipe:
         """The trained target of `key`, trained in `run` (the run of the first target that needs it:
         its training curve, dev scores and model are logged there) unless an earlier attempt or, via
         the cache, any experiment already trained it. Every target run names the run that trained it."""
-        trained_on = task.train_data if len(shared_by) > 1 else task.name
-        unit, name = f"target_training/{setup}/{trained_on}", task.name
-        out = self.out / "target" / setup / trained_on  # a target's own folder unless shared
+        # named by the targets that share it: unique within a setup; beside the targets' own folders
+        # (their predictions), not in them (its manifest lists the trained files only)
+        trained_for = "+".join(shared_by)
+        unit, name = f"target_training/{setup}/{trained_for}", task.name
+        out = self.out / "target" / setup / f"{trained_for}.trained"
 
         def intact(done: dict) -> bool:
             if PhaseArtifact(Path(done["artifact"]), self.cfg.mode, done["name"]).intact():
@@ -464,6 +467,7 @@ class StiltsRecipe:
                     "run_id": entry.meta["run_id"]}
 
         def train(run: RunHandle) -> Computed:
+            self._drop_loaded()  # the previous target's model leaves the device before this one trains
             seed_everything(self.cfg.seed)  # same initial target adapter/head with and without phase 2
             model = trainable_model(self.base, self.cfg.mode, task, self.cfg, inter)
             outcome = self._fit(model, task, self.cfg.target.tasks[name], run, out)
@@ -486,10 +490,14 @@ class StiltsRecipe:
         """A trained target loaded for inference, kept while the targets sharing it are scored."""
         trained = trained["artifact"] if isinstance(trained, dict) else trained
         if self._loaded is None or self._loaded[0] != trained.path:
-            self._loaded = None
-            devices.release_memory(devices.get_device())
+            self._drop_loaded()
             self._loaded = (trained.path, trained_model(self.base, self.cfg.mode, trained, inter))
         return self._loaded[1]
+
+    def _drop_loaded(self) -> None:
+        if self._loaded is not None:
+            self._loaded = None
+            devices.release_memory(devices.get_device())
 
     def score_retrieval(self, task: Task, setup: str, inter: PhaseArtifact | None) -> None:
         """Retrieval tasks have no training data: scored with the phase-2 encoder itself."""
@@ -505,6 +513,7 @@ class StiltsRecipe:
         tags = {**self._tags(setup, "target", task.name, self.setups[setup]), "cache_key": key}
 
         def score(run: RunHandle) -> Computed:
+            self._drop_loaded()
             model = encoder_model(self.base, self.cfg.mode, inter)
             layer = retrieval_layer(rcfg.layer, model.config.num_hidden_layers)
             run.log_params({"retrieval.layer_used": layer, "retrieval.pooling": rcfg.pooling})
@@ -535,6 +544,8 @@ class StiltsRecipe:
         def reuse(run: RunHandle, entry: CacheEntry) -> dict:
             log.info("%s: same content key as run %s; reusing its results", unit, entry.meta.get("run_id"))
             self._record(run, task, setup, entry.meta["results"])
+            if entry.meta.get("trained_in_run"):  # a trained target's scores: the run that trained it
+                run.set_tags({"trained_in_run": entry.meta["trained_in_run"]})
             if (outcomes := entry.extra(OUTCOMES_FILE)) is not None:  # entries cached before outcomes existed have none
                 self._log_outcome_file(run, outcomes)
             return {"results": entry.meta["results"], "english_dev": entry.meta["english_dev"]}

@@ -53,3 +53,18 @@ def test_cell_benchmark_times_each_phase_with_sharing_on_and_off(tiny_model_dir,
     assert all(float(v) > 0 for name, row in table.items() for v in row if v != "-"), table
     assert lines[-2] == "scores identical: yes"
     assert lines[-1].startswith("cell cost, unshared/shared: ") and lines[-1].endswith("x")
+
+
+def test_repeated_cell_runs_average_per_phase_and_must_score_alike(capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    import cell
+
+    run = {"cell": "c", "targets": ["xnli"], "scores": {"target/xnli/none": {"test/de/accuracy": 0.5}}}
+    a = {**run, "phases": {"setup": 1.0, "scoring xnli": 4.0}, "wall_s": 5.0, "peak_rss_gb": 2.0}
+    b = {**run, "phases": {"setup": 3.0, "scoring xnli": 6.0}, "wall_s": 9.0, "peak_rss_gb": 3.0}
+    mean = cell.mean_run([a, b])
+    assert mean["phases"] == {"setup": 2.0, "scoring xnli": 5.0} and mean["wall_s"] == 7.0
+    assert mean["peak_rss_gb"] == 3.0
+    odd = {**b, "scores": {"target/xnli/none": {"test/de/accuracy": 0.6}}}
+    cell.mean_run([a, odd])
+    assert "scored differently: target/xnli/none: test/de/accuracy" in capsys.readouterr().out

@@ -228,6 +228,8 @@ class UnitCosts:
                 continue
             size = (tags["id.model"], int(tags.get("id.model_layers", 0) or 0))
             if tags.get("phase") == "target":
+                if tags.get("trained_in_run", info.run_id) != info.run_id:
+                    continue  # scored with a training done elsewhere (shared, or from the cache): not its cost
                 key = (tags.get("task", ""), *size, tags.get("id.target_settings", ""))
                 costs.targets.setdefault(key, []).append(seconds)
             elif tags.get("phase") == "intermediate" and run.data.params.get("train_examples"):

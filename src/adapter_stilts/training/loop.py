@@ -164,7 +164,8 @@ class Trainer:
         tokens_all = dist.mean_across_ranks(st["real_tokens"]) * world
         outcome = TrainOutcome(self.artifact, st["best"], st["best_step"], st["step"], st["train_s"],
                                st["seen"] / train_s, st["losses"])
-        metric = next(iter(self.streams.values())).task.metric if not self.multi else "score"
+        first = next(iter(self.streams.values()))
+        metric = (first.selection or first.task).metric if not self.multi else "score"
         peak = peak_memory(engine.device) / 1024 ** 3
         log.info("%s: %d steps in %.1f s: %.1f examples/s, %.0f tokens/s%s", self.name, outcome.steps, train_s,
                  outcome.examples_per_s, tokens_all / train_s, f", peak GPU memory {peak:.2f} GiB" if peak else "")
@@ -204,11 +205,12 @@ class Trainer:
             outputs = predict_logits(module, s.dev, self.pad_id, max(self.tcfg.batch_size, 64), self.tcfg.bf16,
                                      compact=getattr(family, "compact_outputs", None))
             preds = family.decode(s.task, outputs, s.dev, s.dev_examples)
-            metrics = family.score(s.selection or s.task, preds, s.dev_examples, s.task.train_language)
+            judge = s.selection or s.task
+            metrics = family.score(judge, preds, s.dev_examples, s.task.train_language)
             prefix = f"dev/{name}/" if self.multi else "dev/"
             self.pending.append(({f"{prefix}{k}": v for k, v in metrics.items()}, step))
-            scores.append(metrics[s.task.metric])
-            log.info("%s step %d: English dev %s = %.4f", name, step, s.task.metric, metrics[s.task.metric])
+            scores.append(metrics[judge.metric])
+            log.info("%s step %d: English dev %s = %.4f", name, step, judge.metric, metrics[judge.metric])
         module.train()
         score = sum(scores) / len(scores)
         if self.multi:
