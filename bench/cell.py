@@ -94,6 +94,7 @@ def _phases(parent_id: str) -> tuple[dict[str, float], dict[str, dict[str, float
     """Seconds per phase from the cell's MLflow runs, and every unit's test scores."""
     from mlflow.tracking import MlflowClient
 
+    from adapter_stilts.results_table import search_runs
     from adapter_stilts.tasks.lookup import get_task
 
     client = MlflowClient()
@@ -101,7 +102,7 @@ def _phases(parent_id: str) -> tuple[dict[str, float], dict[str, dict[str, float
     phases = {"setup": parent.data.metrics.get("setup/wall_time_s", 0.0)}
     scores = {}
     exp = parent.info.experiment_id
-    for run in client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent_id}'"):
+    for run in search_runs(client, [exp], f"tags.mlflow.parentRunId = '{parent_id}'"):
         tags, metrics = run.data.tags, run.data.metrics
         unit_s = metrics.get("wall_time_s", 0.0)
         scores[run.info.run_name] = {k: v for k, v in metrics.items() if k.startswith("test/")}
@@ -127,7 +128,9 @@ def _launch(args, share: bool, profile: Path | None = None) -> dict:
         if profile is not None:
             cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--rate", str(PROFILE_HZ), "--format",
                    "raw", "--output", str(profile), "--", *cmd]
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+        from adapter_stilts.distributed import LAUNCHER_ENV
+
+        env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}  # a fresh single-rank process
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

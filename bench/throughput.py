@@ -163,7 +163,9 @@ def launch(setup: str, dataset: str, seed: int, examples: int, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", setup, "--dataset", dataset, "--seed", str(seed),
            "--examples", str(examples), "--dev-size", str(args.dev_size), "--model", args.model,
            *[f"--ours-set={o}" for o in args.ours_set]]
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    from adapter_stilts.distributed import LAUNCHER_ENV
+
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:

@@ -425,7 +425,7 @@ class StiltsRecipe:
 
         def score(run: RunHandle) -> Computed:
             trained = self._trained_target(task, setup, inter, training_key, shared_by, run)
-            best = self._model_for_scoring(trained, inter)
+            best = self._model_for_scoring(trained["artifact"], inter)
             out = self.out / "target" / setup / task.name
             data = self.data[task.name].test
             mine = {lang: (feats[lang], data[lang]) for lang in self._my_languages(data)}
@@ -486,9 +486,8 @@ class StiltsRecipe:
         run.set_tags({"trained_in_run": record["run_id"] or ""})
         return {**record, "artifact": PhaseArtifact(Path(record["artifact"]), self.cfg.mode, record["name"])}
 
-    def _model_for_scoring(self, trained: PhaseArtifact | dict, inter: PhaseArtifact | None):
+    def _model_for_scoring(self, trained: PhaseArtifact, inter: PhaseArtifact | None):
         """A trained target loaded for inference, kept while the targets sharing it are scored."""
-        trained = trained["artifact"] if isinstance(trained, dict) else trained
         if self._loaded is None or self._loaded[0] != trained.path:
             self._drop_loaded()
             self._loaded = (trained.path, trained_model(self.base, self.cfg.mode, trained, inter))

@@ -58,6 +58,11 @@ class TaskStream:
     dev_examples: list[dict]
     selection: Task | None = None  # whose metric scores the English dev set (a target's train_data task)
 
+    @property
+    def judge(self) -> Task:
+        """The task whose metric scores the English dev set and selects the checkpoint."""
+        return self.selection or self.task
+
 
 @dataclass
 class Schedule:
@@ -164,8 +169,7 @@ class Trainer:
         tokens_all = dist.mean_across_ranks(st["real_tokens"]) * world
         outcome = TrainOutcome(self.artifact, st["best"], st["best_step"], st["step"], st["train_s"],
                                st["seen"] / train_s, st["losses"])
-        first = next(iter(self.streams.values()))
-        metric = (first.selection or first.task).metric if not self.multi else "score"
+        metric = next(iter(self.streams.values())).judge.metric if not self.multi else "score"
         peak = peak_memory(engine.device) / 1024 ** 3
         log.info("%s: %d steps in %.1f s: %.1f examples/s, %.0f tokens/s%s", self.name, outcome.steps, train_s,
                  outcome.examples_per_s, tokens_all / train_s, f", peak GPU memory {peak:.2f} GiB" if peak else "")
@@ -205,7 +209,7 @@ class Trainer:
             outputs = predict_logits(module, s.dev, self.pad_id, max(self.tcfg.batch_size, 64), self.tcfg.bf16,
                                      compact=getattr(family, "compact_outputs", None))
             preds = family.decode(s.task, outputs, s.dev, s.dev_examples)
-            judge = s.selection or s.task
+            judge = s.judge
             metrics = family.score(judge, preds, s.dev_examples, s.task.train_language)
             prefix = f"dev/{name}/" if self.multi else "dev/"
             self.pending.append(({f"{prefix}{k}": v for k, v in metrics.items()}, step))
